@@ -1,0 +1,48 @@
+// Scalar math shared by the CPU and CUDA kernels (float or double; no ATen types).
+#pragma once
+
+#include <cmath>
+
+#include "cuda_compat.h"
+
+namespace xlstm {
+
+XLSTM_HOST_DEVICE float exp_(float x) { return expf(x); }
+XLSTM_HOST_DEVICE double exp_(double x) { return exp(x); }
+XLSTM_HOST_DEVICE float log1p_(float x) { return log1pf(x); }
+XLSTM_HOST_DEVICE double log1p_(double x) { return log1p(x); }
+XLSTM_HOST_DEVICE float abs_(float x) { return fabsf(x); }
+XLSTM_HOST_DEVICE double abs_(double x) { return fabs(x); }
+
+template <typename T>
+XLSTM_HOST_DEVICE T max_(T a, T b) { return a < b ? b : a; }
+
+// log(sigmoid(x)) = -softplus(-x), without overflow for large |x|.
+template <typename T>
+XLSTM_HOST_DEVICE T log_sigmoid(T x) {
+  return x < T(0) ? x - log1p_(exp_(x)) : -log1p_(exp_(-x));
+}
+
+template <typename T>
+XLSTM_HOST_DEVICE T sigmoid(T x) {
+  return x < T(0) ? exp_(x) / (T(1) + exp_(x)) : T(1) / (T(1) + exp_(-x));
+}
+
+template <typename T>
+XLSTM_HOST_DEVICE T sign(T x) {
+  return T((x > T(0)) - (x < T(0)));
+}
+
+// Gradient of max(a, b) split as torch.maximum does: all to the larger, half each on a tie.
+template <typename T>
+struct MaxGrad {
+  T da, db;
+};
+template <typename T>
+XLSTM_HOST_DEVICE MaxGrad<T> max_backward(T a, T b, T grad) {
+  if (a > b) return {grad, T(0)};
+  if (b > a) return {T(0), grad};
+  return {grad / T(2), grad / T(2)};
+}
+
+}  // namespace xlstm

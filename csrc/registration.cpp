@@ -1,0 +1,78 @@
+// Declares every op once. Built twice: into xlstm_cuda._C (namespace xlstm_cuda: CPU kernels, plus
+// CUDA kernels when compiled with nvcc) and, with XLSTM_SIM, into xlstm_cuda._sim (namespace
+// xlstm_cuda_sim: the CUDA kernels run by the host emulation on CPU tensors).
+#include <torch/library.h>
+#include <torch/extension.h>
+
+#include "ops.h"
+
+#if defined(XLSTM_SIM)
+#define XLSTM_NAMESPACE xlstm_cuda_sim
+#else
+#define XLSTM_NAMESPACE xlstm_cuda
+#endif
+// Indirection so that the namespace macro expands before TORCH_LIBRARY pastes it.
+#define XLSTM_LIBRARY(ns, m) TORCH_LIBRARY(ns, m)
+#define XLSTM_LIBRARY_IMPL(ns, key, m) TORCH_LIBRARY_IMPL(ns, key, m)
+
+XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
+  m.def(
+      "mlstm_step(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "mlstm_step_backward(Tensor dh, Tensor dC_new, Tensor dn_new, Tensor dm_new, Tensor q, Tensor k, Tensor v, "
+      "Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+#if defined(XLSTM_SIM)
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) {
+  m.impl("mlstm_step", &xlstm::mlstm_step_cuda);
+  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_cuda);
+}
+#else
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) {
+  m.impl("mlstm_step", &xlstm::mlstm_step_cpu);
+  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_cpu);
+}
+#if defined(XLSTM_WITH_CUDA)
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CUDA, m) {
+  m.impl("mlstm_step", &xlstm::mlstm_step_cuda);
+  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_cuda);
+}
+#endif
+#endif
+
+// Set by setup.py / CMakeLists.txt.
+#ifndef XLSTM_CUDA_ARCHS
+#define XLSTM_CUDA_ARCHS ""
+#endif
+#ifndef XLSTM_CUDA_VERSION
+#define XLSTM_CUDA_VERSION ""
+#endif
+#ifndef XLSTM_TORCH_VERSION
+#define XLSTM_TORCH_VERSION ""
+#endif
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.doc() = "xlstm_cuda compiled kernels";
+  module.def("build_info", [] {
+    pybind11::dict info;
+#if defined(XLSTM_SIM)
+    info["kind"] = "host emulation of the CUDA kernels";
+    info["sanitized"] = XLSTM_SIM_SANITIZED != 0;
+#else
+    info["kind"] = "kernels";
+#if defined(XLSTM_WITH_CUDA)
+    info["cuda"] = true;
+#else
+    info["cuda"] = false;
+#endif
+    info["cuda_archs"] = XLSTM_CUDA_ARCHS;
+    info["cuda_version"] = XLSTM_CUDA_VERSION;
+#endif
+    info["torch_version"] = XLSTM_TORCH_VERSION;
+    info["namespace"] = C10_STRINGIZE(XLSTM_NAMESPACE);
+    return info;
+  });
+}

@@ -1,0 +1,293 @@
+// Fiber scheduler behind cuda_sim.h: one block at a time, its threads as ucontext fibers.
+#include "cuda_sim.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define XLSTM_SIM_ASAN 1
+#endif
+
+namespace xlstm_sim {
+namespace {
+
+constexpr size_t kFiberStackBytes = 512 * 1024;
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;  // sm_90 opt-in limit per block
+
+enum class FiberState { runnable, at_block_barrier, at_warp_barrier, done };
+
+struct Fiber {
+  ucontext_t context;
+  void* stack = nullptr;
+  ThreadContext thread;
+  FiberState state = FiberState::done;
+  unsigned warp_mask = 0;     // mask of the collective this fiber waits in
+  unsigned collectives = 0;   // how many warp collectives it has entered (selects the slot buffer)
+  void* asan_fake_stack = nullptr;
+};
+
+struct Warp {
+  uint64_t slots[2][32];
+  unsigned arrived = 0;
+};
+
+struct Scheduler {
+  std::vector<Fiber> fibers;
+  std::vector<Warp> warps;
+  ucontext_t scheduler_context;
+  const std::function<void()>* body = nullptr;
+  std::unique_ptr<unsigned char[]> dynamic_smem;
+  unsigned existing_lanes_last_warp = 0;  // lane mask of a partial last warp
+  Fiber* running = nullptr;
+  const void* scheduler_stack_bottom = nullptr;
+  size_t scheduler_stack_size = 0;
+  void* scheduler_fake_stack = nullptr;
+  std::exception_ptr error;  // raised inside a fiber, rethrown by the scheduler
+};
+
+thread_local Scheduler* tls_scheduler = nullptr;
+std::mutex launch_mutex;
+
+[[noreturn]] void fail(const std::string& message) {
+  throw std::runtime_error("xlstm_cuda emulation: " + message);
+}
+
+void switch_to_scheduler(Scheduler& s, Fiber& f, bool exiting) {
+#ifdef XLSTM_SIM_ASAN
+  __sanitizer_start_switch_fiber(exiting ? nullptr : &f.asan_fake_stack, s.scheduler_stack_bottom,
+                                 s.scheduler_stack_size);
+#else
+  (void)exiting;
+#endif
+  swapcontext(&f.context, &s.scheduler_context);
+#ifdef XLSTM_SIM_ASAN
+  __sanitizer_finish_switch_fiber(f.asan_fake_stack, &s.scheduler_stack_bottom, &s.scheduler_stack_size);
+#endif
+}
+
+void fiber_entry() {
+  Scheduler& s = *tls_scheduler;
+  Fiber& f = *s.running;
+#ifdef XLSTM_SIM_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &s.scheduler_stack_bottom, &s.scheduler_stack_size);
+#endif
+  try {
+    (*s.body)();
+  } catch (...) {
+    s.error = std::current_exception();
+  }
+  f.state = FiberState::done;
+  switch_to_scheduler(s, f, /*exiting=*/true);
+}
+
+void run_fiber(Scheduler& s, Fiber& f) {
+  s.running = &f;
+#ifdef XLSTM_SIM_ASAN
+  __sanitizer_start_switch_fiber(&s.scheduler_fake_stack, f.stack, kFiberStackBytes);
+#endif
+  swapcontext(&s.scheduler_context, &f.context);
+#ifdef XLSTM_SIM_ASAN
+  __sanitizer_finish_switch_fiber(s.scheduler_fake_stack, nullptr, nullptr);
+#endif
+  s.running = nullptr;
+}
+
+unsigned linear_thread_index(const ThreadContext& t) {
+  return t.thread_idx.x + t.block_dim.x * (t.thread_idx.y + t.block_dim.y * t.thread_idx.z);
+}
+
+Scheduler& active_scheduler(const char* what) {
+  if (tls_scheduler == nullptr || tls_scheduler->running == nullptr)
+    fail(std::string(what) + " called outside a kernel");
+  return *tls_scheduler;
+}
+
+unsigned existing_lanes(const Scheduler& s, unsigned warp) {
+  return warp + 1 == s.warps.size() ? s.existing_lanes_last_warp : 0xffffffffu;
+}
+
+// Parks the running fiber in a warp collective until every lane of `mask` has arrived.
+void arrive_at_warp_barrier(Scheduler& s, unsigned mask, const char* what) {
+  Fiber& f = *s.running;
+  const unsigned lane = linear_thread_index(f.thread) % warpSize;
+  const unsigned warp = linear_thread_index(f.thread) / warpSize;
+  Warp& w = s.warps[warp];
+  if ((mask & ~existing_lanes(s, warp)) != 0)
+    fail(std::string(what) + " mask names lanes that do not exist in this warp (block size " +
+         std::to_string(f.thread.block_dim.x * f.thread.block_dim.y * f.thread.block_dim.z) +
+         " is not a multiple of the warp size)");
+  if ((mask & (1u << lane)) == 0) fail(std::string(what) + " called by a lane outside its mask");
+  f.state = FiberState::at_warp_barrier;
+  f.warp_mask = mask;
+  w.arrived |= 1u << lane;
+  if ((w.arrived & mask) == mask) {
+    const unsigned base = warp * warpSize;
+    for (unsigned l = 0; l < warpSize; ++l) {
+      if ((mask >> l) & 1u) {
+        Fiber& other = s.fibers[base + l];
+        if (other.warp_mask != mask) fail(std::string(what) + " reached with different masks in one warp");
+        other.state = FiberState::runnable;
+      }
+    }
+    w.arrived &= ~mask;
+  }
+  switch_to_scheduler(s, f, false);
+}
+
+void run_block(Scheduler& s, std::mt19937& rng) {
+  std::vector<Fiber*> order;
+  for (;;) {
+    order.clear();
+    size_t live = 0, at_barrier = 0;
+    for (Fiber& f : s.fibers) {
+      if (f.state == FiberState::done) continue;
+      ++live;
+      if (f.state == FiberState::runnable) order.push_back(&f);
+      if (f.state == FiberState::at_block_barrier) ++at_barrier;
+    }
+    if (live == 0) return;
+    if (!order.empty()) {
+      std::shuffle(order.begin(), order.end(), rng);
+      for (Fiber* f : order) {
+        if (f->state == FiberState::runnable) run_fiber(s, *f);
+        if (s.error) std::rethrow_exception(s.error);
+      }
+      continue;
+    }
+    if (at_barrier == live) {
+      for (Fiber& f : s.fibers)
+        if (f.state == FiberState::at_block_barrier) f.state = FiberState::runnable;
+      continue;
+    }
+    fail("deadlock: threads wait in a warp collective whose other lanes wait at __syncthreads "
+         "or have exited (divergent barrier or collective)");
+  }
+}
+
+uint64_t initial_seed() {
+  const char* env = std::getenv("XLSTM_SIM_SEED");
+  return env != nullptr ? std::strtoull(env, nullptr, 10) : 0x5eed;
+}
+
+struct FiberStacks {
+  std::vector<void*> stacks;
+  void* get(size_t index) {
+    while (stacks.size() <= index) {
+      void* p = mmap(nullptr, kFiberStackBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) fail("cannot map a fiber stack");
+      stacks.push_back(p);
+    }
+    return stacks[index];
+  }
+};
+
+}  // namespace
+
+const ThreadContext& current() { return active_scheduler("threadIdx/blockIdx").running->thread; }
+
+void syncthreads() {
+  Scheduler& s = active_scheduler("__syncthreads");
+  s.running->state = FiberState::at_block_barrier;
+  switch_to_scheduler(s, *s.running, false);
+}
+
+uint64_t warp_shuffle(unsigned mask, uint64_t bits, int src_lane) {
+  Scheduler& s = active_scheduler("__shfl_sync");
+  Fiber& f = *s.running;
+  const unsigned lane = linear_thread_index(f.thread) % warpSize;
+  Warp& w = s.warps[linear_thread_index(f.thread) / warpSize];
+  // Two slot buffers: a lane can only reach collective g+2 after every lane has left collective g.
+  uint64_t* slots = w.slots[f.collectives++ % 2];
+  slots[lane] = bits;
+  arrive_at_warp_barrier(s, mask, "__shfl_sync");
+  const bool valid = src_lane >= 0 && src_lane < warpSize && ((mask >> src_lane) & 1u);
+  return valid ? slots[src_lane] : bits;
+}
+
+unsigned warp_ballot(unsigned mask, bool predicate) {
+  Scheduler& s = active_scheduler("__ballot_sync");
+  Fiber& f = *s.running;
+  const unsigned lane = linear_thread_index(f.thread) % warpSize;
+  Warp& w = s.warps[linear_thread_index(f.thread) / warpSize];
+  uint64_t* slots = w.slots[f.collectives++ % 2];
+  slots[lane] = predicate ? 1 : 0;
+  arrive_at_warp_barrier(s, mask, "__ballot_sync");
+  unsigned result = 0;
+  for (int l = 0; l < warpSize; ++l)
+    if (((mask >> l) & 1u) && slots[l]) result |= 1u << l;
+  return result;
+}
+
+void syncwarp(unsigned mask) {
+  Scheduler& s = active_scheduler("__syncwarp");
+  s.running->collectives++;
+  arrive_at_warp_barrier(s, mask, "__syncwarp");
+}
+
+void* dynamic_shared() { return active_scheduler("dynamic shared memory").dynamic_smem.get(); }
+
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
+  const unsigned threads = block.x * block.y * block.z;
+  if (threads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) fail("launch with an empty grid or block");
+  if (threads > kMaxThreadsPerBlock) fail("launch with " + std::to_string(threads) + " threads per block (max 1024)");
+  if (block.z > 64 || grid.y > 65535 || grid.z > 65535) fail("launch dimensions out of range");
+  if (dynamic_smem_bytes > kMaxDynamicSharedBytes)
+    fail("launch asks for " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory (max " +
+         std::to_string(kMaxDynamicSharedBytes) + ")");
+
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  static FiberStacks stacks;
+  static uint64_t launches = 0;
+  std::mt19937 rng(static_cast<uint32_t>(initial_seed() + 7919 * launches++));
+
+  Scheduler s;
+  s.body = &body;
+  s.fibers.resize(threads);
+  s.warps.resize((threads + warpSize - 1) / warpSize);
+  const unsigned tail = threads % warpSize;
+  s.existing_lanes_last_warp = tail == 0 ? 0xffffffffu : (1u << tail) - 1;
+  tls_scheduler = &s;
+  struct Reset {
+    ~Reset() { tls_scheduler = nullptr; }
+  } reset;
+
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        s.dynamic_smem.reset(dynamic_smem_bytes ? new unsigned char[dynamic_smem_bytes] : nullptr);
+        if (dynamic_smem_bytes) std::memset(s.dynamic_smem.get(), 0xff, dynamic_smem_bytes);  // NaN in any float type
+        for (Warp& w : s.warps) w.arrived = 0;
+        unsigned t = 0;
+        for (unsigned tz = 0; tz < block.z; ++tz)
+          for (unsigned ty = 0; ty < block.y; ++ty)
+            for (unsigned tx = 0; tx < block.x; ++tx, ++t) {
+              Fiber& f = s.fibers[t];
+              f.thread = ThreadContext{dim3(tx, ty, tz), dim3(bx, by, bz), block, grid};
+              f.state = FiberState::runnable;
+              f.collectives = 0;
+              f.warp_mask = 0;
+              f.stack = stacks.get(t);
+              getcontext(&f.context);
+              f.context.uc_stack.ss_sp = f.stack;
+              f.context.uc_stack.ss_size = kFiberStackBytes;
+              f.context.uc_link = nullptr;
+              makecontext(&f.context, fiber_entry, 0);
+            }
+        run_block(s, rng);
+      }
+}
+
+}  // namespace xlstm_sim

@@ -1,0 +1,156 @@
+// Host emulation of the CUDA execution model, so that g++ can compile and run the project's
+// unchanged .cu sources on the CPU (built as xlstm_cuda._sim, tested in CI).
+//
+// Each thread block runs its threads as fibers on the launching OS thread. A fiber runs until it
+// reaches a barrier or a warp collective; the order in which fibers run between barriers is
+// shuffled on every launch, so code that reads another thread's data without a barrier sees stale
+// or poisoned (NaN) values. Warp collectives exchange values only when every lane named in the
+// mask has arrived, so code that assumes lock-step warps without saying so fails here too.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+#define XLSTM_SIM_ACTIVE 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+// Blocks run one after another, so one static instance per declaration serves every block.
+#define __shared__ static
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using cudaStream_t = struct CUstream_st*;
+
+namespace xlstm_sim {
+
+struct ThreadContext {
+  dim3 thread_idx, block_idx, block_dim, grid_dim;
+};
+
+// The context of the fiber that is running; only valid inside a kernel body.
+const ThreadContext& current();
+void syncthreads();
+// Every lane in `mask` contributes `bits` and receives the bits of lane `src_lane` (its own when
+// `src_lane` is outside the mask).
+uint64_t warp_shuffle(unsigned mask, uint64_t bits, int src_lane);
+unsigned warp_ballot(unsigned mask, bool predicate);
+void syncwarp(unsigned mask);
+// Dynamic shared memory of the running block, filled with NaN bytes at block start.
+void* dynamic_shared();
+// Runs `body` for every thread of every block; throws std::runtime_error on a bad configuration
+// or on a barrier / collective that can never complete.
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
+
+template <typename T>
+uint64_t to_bits(T value) {
+  static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable<T>::value,
+                "warp shuffles move values of at most 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  return bits;
+}
+template <typename T>
+T from_bits(uint64_t bits) {
+  T value;
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
+}
+inline int lane_id();
+
+}  // namespace xlstm_sim
+
+#define threadIdx (::xlstm_sim::current().thread_idx)
+#define blockIdx (::xlstm_sim::current().block_idx)
+#define blockDim (::xlstm_sim::current().block_dim)
+#define gridDim (::xlstm_sim::current().grid_dim)
+constexpr int warpSize = 32;
+
+namespace xlstm_sim {
+inline int lane_id() {
+  const ThreadContext& t = current();
+  const unsigned linear = t.thread_idx.x + t.block_dim.x * (t.thread_idx.y + t.block_dim.y * t.thread_idx.z);
+  return static_cast<int>(linear % warpSize);
+}
+}  // namespace xlstm_sim
+
+inline void __syncthreads() { xlstm_sim::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { xlstm_sim::syncwarp(mask); }
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  return xlstm_sim::warp_ballot(mask, predicate != 0);
+}
+inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
+inline int __all_sync(unsigned mask, int predicate) {
+  return __ballot_sync(mask, predicate) == mask;
+}
+
+template <typename T>
+T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize) {
+  const int lane = xlstm_sim::lane_id();
+  const int src = (lane & ~(width - 1)) + (src_lane & (width - 1));
+  return xlstm_sim::from_bits<T>(xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), src));
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize) {
+  const int lane = xlstm_sim::lane_id();
+  const int src = lane ^ lane_mask;
+  const bool same_segment = (src & ~(width - 1)) == (lane & ~(width - 1));
+  return xlstm_sim::from_bits<T>(
+      xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), same_segment ? src : lane));
+}
+template <typename T>
+T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
+  const int lane = xlstm_sim::lane_id();
+  const int src = lane + static_cast<int>(delta);
+  const bool same_segment = (src & ~(width - 1)) == (lane & ~(width - 1));
+  return xlstm_sim::from_bits<T>(
+      xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), same_segment ? src : lane));
+}
+template <typename T>
+T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
+  const int lane = xlstm_sim::lane_id();
+  const int src = lane - static_cast<int>(delta);
+  const bool same_segment = src >= 0 && (src & ~(width - 1)) == (lane & ~(width - 1));
+  return xlstm_sim::from_bits<T>(
+      xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), same_segment ? src : lane));
+}
+
+// Fibers of one block never run at the same time, so plain read-modify-write is atomic.
+template <typename T>
+T atomicAdd(T* address, T value) {
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+template <typename T>
+T atomicMax(T* address, T value) {
+  const T old = *address;
+  *address = old < value ? value : old;
+  return old;
+}
+template <typename T>
+T atomicExch(T* address, T value) {
+  const T old = *address;
+  *address = value;
+  return old;
+}
+template <typename T>
+T atomicCAS(T* address, T compare, T value) {
+  const T old = *address;
+  if (old == compare) *address = value;
+  return old;
+}
+
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float x, float y) { return x / y; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }

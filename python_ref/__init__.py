@@ -1,0 +1,10 @@
+"""Pure-PyTorch reference of the xLSTM cells: the readable definition of truth.
+
+Every kernel in this project is judged against these functions run in float64
+(see /work/shared/xlstm-spec.md). They are written for clarity, not speed.
+"""
+
+from .mlstm import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step
+from .slstm import slstm
+
+__all__ = ["slstm", "mlstm_recurrent", "mlstm_parallel", "mlstm_chunkwise", "mlstm_step"]

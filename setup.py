@@ -1,0 +1,153 @@
+"""Builds xlstm_cuda: the kernels extension `_C` (CPU always, CUDA when possible) and, on request,
+the host emulation `_sim` that runs the CUDA kernel sources on the CPU.
+
+Environment:
+  XLSTM_FORCE_CUDA=1     fail unless the CUDA kernels can be built
+  XLSTM_SKIP_CUDA=1      build the CPU kernels only
+  TORCH_CUDA_ARCH_LIST   CUDA architectures, e.g. "9.0" or "8.0;9.0+PTX" (default: the visible GPUs,
+                         or "8.0;9.0+PTX" when none is visible)
+  CUDA_HOME              the CUDA toolkit (default: found behind the nvcc on PATH)
+  XLSTM_BUILD_SIM=1      also build xlstm_cuda._sim (for tests)
+  XLSTM_SIM_SANITIZE=1   build _sim with AddressSanitizer and UBSan (run it with libasan preloaded)
+  MAX_JOBS               parallel compile jobs (default: by cores and memory)
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+
+
+def fail(message):
+    sys.exit(f"\nxlstm_cuda build error: {message}\n")
+
+
+def flag(name):
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def find_cuda_home():
+    """The toolkit behind the nvcc on PATH (which may be a wrapper script elsewhere)."""
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    try:
+        dryrun = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    here = re.search(r"^#\$ _HERE_=(.+)$", dryrun.stderr + dryrun.stdout, re.MULTILINE)
+    bin_dir = Path(here.group(1).strip()) if here else Path(os.path.realpath(nvcc)).parent
+    return str(bin_dir.parent)
+
+
+def nvcc_version(cuda_home):
+    out = subprocess.run([str(Path(cuda_home) / "bin" / "nvcc"), "--version"], capture_output=True, text=True)
+    found = re.search(r"release (\d+)\.(\d+)", out.stdout)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def default_max_jobs():
+    cores = os.cpu_count() or 1
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gb = 8
+    return max(1, min(cores, int(mem_gb // 4)))  # nvcc and ATen-heavy g++ take up to ~4 GB each
+
+
+os.environ.setdefault("MAX_JOBS", str(default_max_jobs()))
+
+try:
+    import torch
+except ImportError:
+    fail("PyTorch is not installed. Install torch first (see README.md), then build with\n"
+         "  pip install --no-build-isolation .")
+
+want_cuda = not flag("XLSTM_SKIP_CUDA")
+cuda_home = find_cuda_home() if want_cuda else None
+if want_cuda and torch.version.cuda is None:
+    if flag("XLSTM_FORCE_CUDA"):
+        fail(f"XLSTM_FORCE_CUDA=1 but torch {torch.__version__} is a CPU-only build; install a CUDA build of torch.")
+    want_cuda = False
+if want_cuda and cuda_home is None:
+    if flag("XLSTM_FORCE_CUDA"):
+        fail("XLSTM_FORCE_CUDA=1 but no CUDA toolkit was found: put nvcc on PATH or set CUDA_HOME.")
+    want_cuda = False
+if want_cuda:
+    found = nvcc_version(cuda_home)
+    torch_major = int(torch.version.cuda.split(".")[0])
+    if found is None:
+        fail(f"cannot run {cuda_home}/bin/nvcc; set CUDA_HOME to a CUDA {torch.version.cuda} toolkit "
+             "or XLSTM_SKIP_CUDA=1 for the CPU kernels only.")
+    if found[0] != torch_major:
+        fail(f"the CUDA toolkit at {cuda_home} is {found[0]}.{found[1]}, but torch {torch.__version__} was "
+             f"built with CUDA {torch.version.cuda}; the major versions must match. Install a matching toolkit "
+             "(CUDA_HOME=...) or torch build, or set XLSTM_SKIP_CUDA=1 for the CPU kernels only.")
+    os.environ["CUDA_HOME"] = cuda_home  # read when torch.utils.cpp_extension is imported
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
+
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+cuda_archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "native") if want_cuda else ""
+cuda_version = "{}.{}".format(*nvcc_version(cuda_home)) if want_cuda else ""
+
+
+def string_define(name, value):
+    return f'-D{name}="{value}"'
+
+
+common_defines = [string_define("XLSTM_TORCH_VERSION", torch.__version__.split("+")[0]),
+                  string_define("XLSTM_CUDA_ARCHS", cuda_archs),
+                  string_define("XLSTM_CUDA_VERSION", cuda_version)]
+cxx_flags = ["-O3"] + common_defines
+kernel_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cpp"))
+cuda_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cu"))
+
+extensions = []
+if want_cuda:
+    extensions.append(CUDAExtension(
+        "xlstm_cuda._C", kernel_sources + cuda_sources,
+        extra_compile_args={"cxx": cxx_flags + ["-DXLSTM_WITH_CUDA"],
+                            "nvcc": ["-O3", "--use_fast_math", "-lineinfo",
+                                     "-DXLSTM_WITH_CUDA"] + common_defines}))
+else:
+    extensions.append(CppExtension("xlstm_cuda._C", kernel_sources, extra_compile_args={"cxx": cxx_flags}))
+
+
+def sim_sources():
+    """g++ compiles the .cu sources as C++ through one-line wrappers (setuptools sends .cu to nvcc)."""
+    out = ROOT / "build" / "sim_src"
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [str((CSRC / "sim" / "cuda_sim.cpp").relative_to(ROOT))]
+    for src in [CSRC / "registration.cpp", CSRC / "checks.cpp"] + sorted(CSRC.glob("*.cu")):
+        wrapper = out / (src.stem + ("_cu" if src.suffix == ".cu" else "") + ".cpp")
+        text = f'#include "{src}"\n'
+        if not wrapper.exists() or wrapper.read_text() != text:
+            wrapper.write_text(text)
+        sources.append(str(wrapper.relative_to(ROOT)))
+    return sources
+
+
+if flag("XLSTM_BUILD_SIM"):
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"] \
+        if flag("XLSTM_SIM_SANITIZE") else []
+    extensions.append(CppExtension(
+        "xlstm_cuda._sim", sim_sources(),
+        extra_compile_args={"cxx": ["-O1", "-g", "-DXLSTM_SIM",
+                                    f"-DXLSTM_SIM_SANITIZED={int(bool(sanitize))}"] + common_defines + sanitize},
+        extra_link_args=sanitize))
+
+setup(
+    ext_modules=extensions,
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)

@@ -1,0 +1,75 @@
+"""The kernels as differentiable functions, with the signatures of `python_ref`.
+
+Each op is a `torch.ops.<namespace>.*` custom op (C++/CUDA, see csrc/registration.cpp); this module
+registers its fake (meta) implementation, so that `torch.compile` traces it, and its autograd
+formula, which calls the matching `*_backward` op.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (registers the xlstm_cuda ops)
+
+MlstmState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class KernelOps:
+    """The public op functions bound to one op namespace: `xlstm_cuda` (the kernels) or
+    `xlstm_cuda_sim` (the CUDA kernels run by the host emulation, see xlstm_cuda.sim)."""
+
+    def __init__(self, namespace: str):
+        self.namespace = namespace
+        self._ops = getattr(torch.ops, namespace)
+        self._register(namespace)
+
+    def _register(self, ns: str) -> None:
+        @torch.library.register_fake(f"{ns}::mlstm_step")
+        def _(q, k, v, i, f, C, n, m, eps):
+            B, NH, _ = q.shape
+            return q.new_empty(B, NH, v.shape[-1]), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m)
+
+        @torch.library.register_fake(f"{ns}::mlstm_step_backward")
+        def _(dh, dC_new, dn_new, dm_new, q, k, v, i, f, C, n, m, eps):
+            return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(i),
+                    torch.empty_like(f), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m))
+
+        step_backward = self._ops.mlstm_step_backward
+
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs[:8])
+            ctx.eps = inputs[8]
+
+        def backward(ctx, dh, dC, dn, dm):
+            saved = ctx.saved_tensors
+            grads = [g if g is not None else torch.zeros_like(like)
+                     for g, like in zip((dh, dC, dn, dm), (saved[0].new_empty(0), saved[5], saved[6], saved[7]))]
+            if dh is None:
+                B, NH, _ = saved[0].shape
+                grads[0] = saved[0].new_zeros(B, NH, saved[2].shape[-1])
+            return (*step_backward(*grads, *saved, ctx.eps), None)
+
+        torch.library.register_autograd(f"{ns}::mlstm_step", backward, setup_context=setup_context)
+
+    def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
+                   state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
+        """One mLSTM generation step. q, k (B, NH, DHQK), v (B, NH, DHV), i, f (B, NH) gate
+        pre-activations, all one dtype (float32, bfloat16, float16; float64 on the CPU);
+        state (C (B, NH, DHQK, DHV), n (B, NH, DHQK), m (B, NH)) in float32 (float64 for float64
+        inputs), zeros when None. Returns h (B, NH, DHV) and the new state."""
+        if state is None:
+            B, NH, DQK = q.shape
+            sd = _state_dtype(q.dtype)
+            state = (q.new_zeros(B, NH, DQK, v.shape[-1], dtype=sd), q.new_zeros(B, NH, DQK, dtype=sd),
+                     q.new_zeros(B, NH, dtype=sd))
+        if not (isinstance(state, (tuple, list)) and len(state) == 3):
+            raise TypeError("mlstm_step: state must be a tuple (C, n, m)")
+        h, C, n, m = self._ops.mlstm_step(q, k, v, i, f, *state, float(eps))
+        return h, (C, n, m)
+
+
+_kernels = KernelOps("xlstm_cuda")
+mlstm_step = _kernels.mlstm_step
