@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import setup
@@ -65,6 +66,8 @@ def default_max_jobs():
 
 
 os.environ.setdefault("MAX_JOBS", str(default_max_jobs()))
+# torch's build runs `ninja`; pip puts it beside this Python, which need not be on PATH.
+os.environ["PATH"] = sysconfig.get_path("scripts") + os.pathsep + os.environ.get("PATH", "")
 
 try:
     import torch

@@ -1,31 +1,19 @@
 """Tests of the pure-PyTorch reference (python_ref): gradients, agreement of forms, extremes."""
 
 import math
-import sys
-import zlib
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from python_ref import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step, slstm  # noqa: E402
+from conftest import generator as _gen
+from conftest import randn, rel_err as _rel
+from python_ref import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step, slstm
 
 F64 = torch.float64
 
 
-def _gen(*key):
-    """A generator seeded from the test's parameters, so every parametrization draws fresh inputs."""
-    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
-
-
 def _randn(g, *shape, dtype=F64, scale=1.0, shift=0.0):
-    return torch.randn(*shape, generator=g, dtype=dtype) * scale + shift
-
-
-def _rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
+    return randn(g, *shape, dtype=dtype, scale=scale, shift=shift)
 
 
 def _assert_rel(a, b, tol, what=""):

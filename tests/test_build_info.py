@@ -1,0 +1,25 @@
+"""What the install reports about itself."""
+import os
+
+import torch
+
+import xlstm_cuda
+
+
+def test_build_info_reports_kernels_and_ops():
+    info = xlstm_cuda.build_info()
+    assert info["version"] == xlstm_cuda.__version__
+    assert info["cpu_kernels"] is True
+    assert info["torch_runtime"] == torch.__version__
+    assert {"mlstm_step", "mlstm_step_backward"} <= set(info["ops"])
+    assert isinstance(info["emulation"], dict) and info["emulation"]["namespace"] == "xlstm_cuda_sim"
+    if info["cuda"]:
+        assert info["cuda_archs"] and info["cuda_version"]
+
+
+def test_cuda_kernels_compiled_when_forced():
+    # CI builds with XLSTM_FORCE_CUDA=1: the CUDA sources must then be compiled, for sm_90 at least.
+    if os.environ.get("XLSTM_FORCE_CUDA") == "1":
+        info = xlstm_cuda.build_info()
+        assert info["cuda"] is True
+        assert "9.0" in info["cuda_archs"]
