@@ -23,7 +23,25 @@
                                      AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__)            \
                                          AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__))
 
+#if defined(XLSTM_SIM)
+#define XLSTM_KERNEL_DEVICE at::kCPU
+#else
+#define XLSTM_KERNEL_DEVICE at::kCUDA
+#endif
+
 namespace xlstm {
+
+// The most dynamic shared memory one block of the current device can have (opt-in limit).
+inline int64_t max_dynamic_shared_bytes() {
+#if defined(XLSTM_SIM)
+  return xlstm_sim::kMaxDynamicSharedBytes;
+#else
+  int device = 0, bytes = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return bytes;
+#endif
+}
 
 // Device guard and current stream for the duration of an entry point.
 class DeviceScope {

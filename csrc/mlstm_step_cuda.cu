@@ -4,12 +4,6 @@
 #include "mlstm_step_kernels.cuh"
 #include "ops.h"
 
-#if defined(XLSTM_SIM)
-#define XLSTM_KERNEL_DEVICE at::kCPU
-#else
-#define XLSTM_KERNEL_DEVICE at::kCUDA
-#endif
-
 namespace xlstm {
 namespace {
 
@@ -22,7 +16,7 @@ dim3 mlstm_step_block(int64_t dv) {
 void check_launchable(const MlstmStepInputs& in, int64_t smem_floats, const char* op) {
   TORCH_CHECK(in.B * in.NH <= std::numeric_limits<int32_t>::max(), op, ": B * NH = ", in.B * in.NH,
               " exceeds the grid size");
-  TORCH_CHECK(smem_floats * 4 <= 227 * 1024, op, ": head sizes DHQK = ", in.DQK, ", DHV = ", in.DV,
+  TORCH_CHECK(smem_floats * static_cast<int64_t>(sizeof(float)) <= max_dynamic_shared_bytes(), op, ": head sizes DHQK = ", in.DQK, ", DHV = ", in.DV,
               " need more shared memory than a block has");
 }
 

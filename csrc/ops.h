@@ -9,6 +9,7 @@
 namespace xlstm {
 
 using Tensor = at::Tensor;
+using Tensors3 = std::tuple<Tensor, Tensor, Tensor>;
 using Tensors4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 using Tensors8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
@@ -20,9 +21,22 @@ using Tensors8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tens
                                         const Tensor& i, const Tensor& f, const Tensor& C, const Tensor& n,      \
                                         const Tensor& m, double eps);
 
+// sLSTM over a sequence: (h, last state (4, B, NH, DH), all states (4, B, S + 1, NH, DH)), and
+// its backward: (dx, dR, db, d_initial).
+#define XLSTM_SLSTM_DECLARE(suffix)                                                                    \
+  Tensors3 slstm_forward_##suffix(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial); \
+  Tensors4 slstm_backward_##suffix(const Tensor& dh, const Tensor& d_last, const Tensor& x, const Tensor& R,  \
+                                   const Tensor& b, const Tensor& states);
+
 XLSTM_MLSTM_STEP_DECLARE(cpu)
 XLSTM_MLSTM_STEP_DECLARE(cuda)
+XLSTM_SLSTM_DECLARE(cpu)
+XLSTM_SLSTM_DECLARE(cuda)
 
 #undef XLSTM_MLSTM_STEP_DECLARE
+#undef XLSTM_SLSTM_DECLARE
+
+// Which sLSTM kernel runs for head size dh on the current device: R in shared memory or from L2.
+bool slstm_cuda_r_in_shared(int64_t dh, bool backward);
 
 }  // namespace xlstm

@@ -23,23 +23,25 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
       "mlstm_step_backward(Tensor dh, Tensor dC_new, Tensor dn_new, Tensor dm_new, Tensor q, Tensor k, Tensor v, "
       "Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, float eps) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("slstm_forward(Tensor x_gates, Tensor R, Tensor b, Tensor initial) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "slstm_backward(Tensor dh, Tensor d_last, Tensor x_gates, Tensor R, Tensor b, Tensor states) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
+// Every op's implementation from the entry points with the given suffix (ops.h).
+#define XLSTM_IMPL_ALL(m, suffix)                                   \
+  m.impl("mlstm_step", &xlstm::mlstm_step_##suffix);                \
+  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_##suffix); \
+  m.impl("slstm_forward", &xlstm::slstm_forward_##suffix);          \
+  m.impl("slstm_backward", &xlstm::slstm_backward_##suffix);
+
 #if defined(XLSTM_SIM)
-XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) {
-  m.impl("mlstm_step", &xlstm::mlstm_step_cuda);
-  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_cuda);
-}
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cuda) }
 #else
-XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) {
-  m.impl("mlstm_step", &xlstm::mlstm_step_cpu);
-  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_cpu);
-}
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cpu) }
 #if defined(XLSTM_WITH_CUDA)
-XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CUDA, m) {
-  m.impl("mlstm_step", &xlstm::mlstm_step_cuda);
-  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_cuda);
-}
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CUDA, m) { XLSTM_IMPL_ALL(m, cuda) }
 #endif
 #endif
 
@@ -75,4 +77,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     info["namespace"] = C10_STRINGIZE(XLSTM_NAMESPACE);
     return info;
   });
+#if defined(XLSTM_WITH_CUDA) || defined(XLSTM_SIM)
+  module.def("slstm_cuda_path", [](int64_t dh, bool backward) {
+    return xlstm::slstm_cuda_r_in_shared(dh, backward) ? "fused: R in shared memory" : "general: R read from L2";
+  }, "The sLSTM CUDA kernel that runs for head size dh on the current device.");
+#endif
 }

@@ -11,6 +11,7 @@ import torch
 from . import _C  # noqa: F401  (registers the xlstm_cuda ops)
 
 MlstmState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+SlstmState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -53,6 +54,33 @@ class KernelOps:
             return (*step_backward(*grads, *saved, ctx.eps), None)
 
         torch.library.register_autograd(f"{ns}::mlstm_step", backward, setup_context=setup_context)
+        self._register_slstm(ns)
+
+    def _register_slstm(self, ns: str) -> None:
+        @torch.library.register_fake(f"{ns}::slstm_forward")
+        def _(x, R, b, initial):
+            B, S, NH, _, DH = x.shape
+            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(4, B, S + 1, NH, DH)
+
+        @torch.library.register_fake(f"{ns}::slstm_backward")
+        def _(dh, d_last, x, R, b, states):
+            return torch.empty_like(x), torch.empty_like(R), torch.empty_like(b), torch.empty_like(d_last)
+
+        slstm_backward = self._ops.slstm_backward
+
+        def setup_context(ctx, inputs, output):
+            x, R, b, _ = inputs
+            ctx.save_for_backward(x, R, b, output[2])
+            ctx.mark_non_differentiable(output[2])
+
+        def backward(ctx, dh, d_last, _):
+            x, R, b, states = ctx.saved_tensors
+            B, S, NH, _, DH = x.shape
+            dh = dh if dh is not None else x.new_zeros(B, S, NH, DH)
+            d_last = d_last if d_last is not None else states.new_zeros(4, B, NH, DH)
+            return slstm_backward(dh, d_last, x, R, b, states)
+
+        torch.library.register_autograd(f"{ns}::slstm_forward", backward, setup_context=setup_context)
 
     def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                    state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
@@ -71,5 +99,34 @@ class KernelOps:
         return h, (C, n, m)
 
 
+    def slstm(self, x_gates: torch.Tensor, R: torch.Tensor, b: torch.Tensor,
+              initial_state: SlstmState | None = None) -> tuple[torch.Tensor, SlstmState]:
+        """The sLSTM over a sequence, fused: the time loop runs inside one kernel.
+        x_gates (B, S, NH, 4, DH) gate pre-activations from the input (gates i, f, z, o; float32,
+        bfloat16, float16; float64 on the CPU); R (NH, DH, 4, DH) [head, input unit, gate, output
+        unit] and b (NH, 4, DH) in float32 or the dtype of x_gates; initial_state (h, c, n, m), each
+        (B, NH, DH) float32 (float64 for float64 inputs), zeros when None. Returns h (B, S, NH, DH)
+        in the dtype of x_gates and the final state. Gradients reach x_gates, R, b and the initial
+        h, c, n; the stabiliser m is a constant (see the spec)."""
+        if x_gates.dim() != 5:
+            raise RuntimeError(f"slstm: x_gates must have shape [B, S, NH, 4, DH], got {list(x_gates.shape)}")
+        B, _, NH, _, DH = x_gates.shape
+        state_dtype = _state_dtype(x_gates.dtype)
+        if initial_state is None:
+            initial = x_gates.new_zeros(4, B, NH, DH, dtype=state_dtype)
+        else:
+            if not (isinstance(initial_state, (tuple, list)) and len(initial_state) == 4):
+                raise TypeError("slstm: initial_state must be a tuple (h, c, n, m)")
+            shapes = {tuple(s.shape) for s in initial_state}
+            if shapes != {(B, NH, DH)}:
+                raise RuntimeError(f"slstm: initial state tensors must each have shape {[B, NH, DH]}, got "
+                                   f"{[list(s.shape) for s in initial_state]}")
+            h0, c0, n0, m0 = initial_state
+            initial = torch.stack((h0, c0, n0, m0.detach()))
+        h, last, _ = self._ops.slstm_forward(x_gates, R, b, initial)
+        return h, tuple(last.unbind(0))
+
+
 _kernels = KernelOps("xlstm_cuda")
 mlstm_step = _kernels.mlstm_step
+slstm = _kernels.slstm

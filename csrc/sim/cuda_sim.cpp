@@ -24,7 +24,6 @@ namespace {
 
 constexpr size_t kFiberStackBytes = 512 * 1024;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
-constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;  // sm_90 opt-in limit per block
 
 enum class FiberState { runnable, at_block_barrier, at_warp_barrier, done };
 

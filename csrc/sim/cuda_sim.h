@@ -32,6 +32,8 @@ using cudaStream_t = struct CUstream_st*;
 
 namespace xlstm_sim {
 
+constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;  // sm_90's opt-in limit per block
+
 struct ThreadContext {
   dim3 thread_idx, block_idx, block_dim, grid_dim;
 };

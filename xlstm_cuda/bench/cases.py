@@ -1,6 +1,7 @@
 """The benchmark cases, by suite.
 
-A suite is a function (device, dtype, preset) -> list[Case], registered with `@suite("name")`.
+A suite is a function (device, dtype, preset) -> list[Case], registered with `@suite("name")`;
+the presets are harness.PRESETS ("tiny" is for the tests).
 A case names its kernel and its baselines, all called alike on the same inputs; the harness times
 each of them forward and forward+backward and reports the baselines' times as ratios.
 """
@@ -16,9 +17,6 @@ import torch
 import python_ref
 
 from .. import ops
-
-PRESETS = ("tiny", "quick", "default", "full")  # tiny: for the tests only
-
 
 @dataclass
 class Baseline:
@@ -71,10 +69,11 @@ def random_inputs(seed: int, device: torch.device, *specs: tuple[tuple[int, ...]
 
 ANCHOR_STEP = (8, 256, 512, (1, 16, 64, 256))  # NH, DHQK, DHV, batch sizes: the step anchor of perf-anchors.md
 SMALL_STEP = (4, 64, 128, (1, 8, 64))
+TINY_STEP = (2, 8, 16, (1, 2))
 STEP_SIZES = {
-    "cpu": {"tiny": [(2, 8, 16, (1, 2))], "quick": [(4, 64, 128, (1, 8))],
+    "cpu": {"tiny": [TINY_STEP], "quick": [(4, 64, 128, (1, 8))],
             "default": [SMALL_STEP], "full": [SMALL_STEP, ANCHOR_STEP]},
-    "cuda": {"tiny": [(2, 8, 16, (1, 2))], "quick": [(8, 256, 512, (1, 256))],
+    "cuda": {"tiny": [TINY_STEP], "quick": [(8, 256, 512, (1, 256))],
              "default": [ANCHOR_STEP], "full": [ANCHOR_STEP]},
 }
 

@@ -1,0 +1,178 @@
+// sLSTM: the cell math shared by the CPU and CUDA kernels, and the CPU per-(batch, head) loops.
+//
+//   raw = x[t] + h[t-1] R + b                                      (per head; gates i, f, z, o)
+//   m   = raw_i                          where n[t-1] == 0, else max(raw_i, logσ(raw_f) + m[t-1])
+//   i'  = min(1, exp(raw_i - m)),  f' = min(1, exp(logσ(raw_f) + m[t-1] - m))
+//   c   = f' c[t-1] + i' tanh(raw_z),  n = f' n[t-1] + i',  h = σ(raw_o) c / n
+//
+// m is a constant for differentiation. No ATen types here.
+#pragma once
+
+#include <cstdint>
+
+#include "numerics.h"
+
+namespace xlstm {
+
+XLSTM_HOST_DEVICE float tanh_(float x) { return tanhf(x); }
+XLSTM_HOST_DEVICE double tanh_(double x) { return tanh(x); }
+
+// x_gates (B, S, NH, 4, DH) with (4, DH) contiguous; R (NH, DH, 4*DH) and its transpose
+// RT (NH, 4*DH, DH) contiguous; states (4 = h, c, n, m; B, S + 1, NH, DH) contiguous, [:, :, 0] the
+// initial state; h_out (B, S, NH, DH) contiguous.
+template <typename scalar_t, typename acc_t>
+struct SlstmParams {
+  int64_t batch, seq, heads, dh;
+  const scalar_t* x;
+  int64_t x_stride_b, x_stride_t;
+  const acc_t *R, *RT, *bias;
+  acc_t* states;
+  scalar_t* h_out;
+
+  XLSTM_HOST_DEVICE int64_t state_index(int g, int64_t b, int64_t t, int64_t h) const {
+    return (((g * batch + b) * (seq + 1) + t) * heads + h) * dh;
+  }
+};
+
+// Backward: raw (B, S, NH, 4, DH) the recomputed pre-activations; dh (B, S, NH, DH) contiguous;
+// d_last (4 = h, c, n, m; B, NH, DH), m's ignored; outputs d_raw (like raw) and d_first (like
+// d_last; m's left to the caller), all contiguous.
+template <typename scalar_t, typename acc_t>
+struct SlstmBwdParams : SlstmParams<scalar_t, acc_t> {
+  const acc_t* raw;
+  const scalar_t* d_h;
+  const acc_t* d_last;
+  acc_t* d_raw;
+  acc_t* d_first;
+};
+
+template <typename T>
+struct SlstmCell {
+  T h, c, n, m;
+};
+
+template <typename T>
+struct SlstmGates {
+  T log_f, m, i_gate, f_gate, tanh_z, sig_o;
+  bool i_passes, f_passes;  // min(1, x) lets the gradient through (x <= 1)
+};
+
+template <typename T>
+XLSTM_HOST_DEVICE SlstmGates<T> slstm_gates(T raw_i, T raw_f, T raw_z, T raw_o, T n_prev, T m_prev) {
+  SlstmGates<T> g;
+  g.log_f = log_sigmoid(raw_f);
+  g.m = n_prev == T(0) ? raw_i : max_(raw_i, g.log_f + m_prev);
+  const T i_exp = exp_(raw_i - g.m), f_exp = exp_(g.log_f + m_prev - g.m);
+  g.i_passes = !(i_exp > T(1));
+  g.f_passes = !(f_exp > T(1));
+  g.i_gate = g.i_passes ? i_exp : T(1);
+  g.f_gate = g.f_passes ? f_exp : T(1);
+  g.tanh_z = tanh_(raw_z);
+  g.sig_o = sigmoid(raw_o);
+  return g;
+}
+
+template <typename T>
+XLSTM_HOST_DEVICE SlstmCell<T> slstm_cell(const SlstmGates<T>& g, T c_prev, T n_prev) {
+  const T c = g.f_gate * c_prev + g.i_gate * g.tanh_z;
+  const T n = g.f_gate * n_prev + g.i_gate;
+  return {g.sig_o * c / n, c, n, g.m};
+}
+
+template <typename T>
+struct SlstmCellGrads {
+  T d_raw[4];  // i, f, z, o
+  T dc_prev, dn_prev;
+};
+
+// Gradients through one cell step, given those of its h, c and n (each the total).
+template <typename T>
+XLSTM_HOST_DEVICE SlstmCellGrads<T> slstm_cell_backward(T raw_f, const SlstmGates<T>& g, T c_prev, T n_prev,
+                                                        T dh, T dc, T dn) {
+  const SlstmCell<T> cell = slstm_cell(g, c_prev, n_prev);
+  const T c_over_n = cell.c / cell.n;
+  dc += dh * g.sig_o / cell.n;
+  dn -= dh * g.sig_o * c_over_n / cell.n;
+  const T d_i_gate = dc * g.tanh_z + dn, d_f_gate = dc * c_prev + dn * n_prev;
+  SlstmCellGrads<T> out;
+  out.d_raw[0] = g.i_passes ? d_i_gate * g.i_gate : T(0);
+  out.d_raw[1] = g.f_passes ? d_f_gate * g.f_gate * sigmoid(-raw_f) : T(0);
+  out.d_raw[2] = dc * g.i_gate * (T(1) - g.tanh_z * g.tanh_z);
+  out.d_raw[3] = dh * c_over_n * g.sig_o * (T(1) - g.sig_o);
+  out.dc_prev = dc * g.f_gate;
+  out.dn_prev = dn * g.f_gate;
+  return out;
+}
+
+// CPU forward for one (batch, head) row over the whole sequence. raw: 4*DH scratch.
+template <typename scalar_t, typename acc_t>
+void slstm_fwd_row(const SlstmParams<scalar_t, acc_t>& p, int64_t b, int64_t h, acc_t* raw) {
+  const int64_t DH = p.dh, G = 4 * DH;
+  const acc_t* R = p.R + h * DH * G;
+  const acc_t* bias = p.bias + h * G;
+  for (int64_t t = 0; t < p.seq; ++t) {
+    const scalar_t* x = p.x + b * p.x_stride_b + t * p.x_stride_t + h * G;
+    const acc_t* h_prev = p.states + p.state_index(0, b, t, h);
+    for (int64_t gj = 0; gj < G; ++gj) raw[gj] = acc_t(x[gj]) + bias[gj];
+    for (int64_t k = 0; k < DH; ++k) {
+      const acc_t hk = h_prev[k];
+      const acc_t* Rk = R + k * G;
+      for (int64_t gj = 0; gj < G; ++gj) raw[gj] += hk * Rk[gj];
+    }
+    for (int64_t j = 0; j < DH; ++j) {
+      const acc_t c_prev = p.states[p.state_index(1, b, t, h) + j];
+      const acc_t n_prev = p.states[p.state_index(2, b, t, h) + j];
+      const acc_t m_prev = p.states[p.state_index(3, b, t, h) + j];
+      const SlstmGates<acc_t> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, m_prev);
+      const SlstmCell<acc_t> cell = slstm_cell(g, c_prev, n_prev);
+      p.states[p.state_index(0, b, t + 1, h) + j] = cell.h;
+      p.states[p.state_index(1, b, t + 1, h) + j] = cell.c;
+      p.states[p.state_index(2, b, t + 1, h) + j] = cell.n;
+      p.states[p.state_index(3, b, t + 1, h) + j] = cell.m;
+      p.h_out[((b * p.seq + t) * p.heads + h) * DH + j] = scalar_t(cell.h);
+    }
+  }
+}
+
+// CPU backward for one (batch, head) row: writes d_raw for every step and the initial-state grads.
+// work: 3*DH scratch (dh, dc, dn carried backwards).
+template <typename scalar_t, typename acc_t>
+void slstm_bwd_row(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t b, int64_t h, acc_t* work) {
+  const int64_t DH = p.dh, G = 4 * DH, BND = p.batch * p.heads * DH, row = (b * p.heads + h) * DH;
+  acc_t *dh_rec = work, *dc = work + DH, *dn = work + 2 * DH;
+  const acc_t* RT = p.RT + h * G * DH;
+  for (int64_t j = 0; j < DH; ++j) {
+    dh_rec[j] = p.d_last[row + j];
+    dc[j] = p.d_last[BND + row + j];
+    dn[j] = p.d_last[2 * BND + row + j];
+  }
+  for (int64_t t = p.seq - 1; t >= 0; --t) {
+    const int64_t step = (b * p.seq + t) * p.heads + h;
+    const acc_t* raw = p.raw + step * G;
+    acc_t* d_raw = p.d_raw + step * G;
+    for (int64_t j = 0; j < DH; ++j) {
+      const acc_t c_prev = p.states[p.state_index(1, b, t, h) + j];
+      const acc_t n_prev = p.states[p.state_index(2, b, t, h) + j];
+      const acc_t m_prev = p.states[p.state_index(3, b, t, h) + j];
+      const SlstmGates<acc_t> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, m_prev);
+      const SlstmCellGrads<acc_t> d = slstm_cell_backward(raw[DH + j], g, c_prev, n_prev,
+                                                          acc_t(p.d_h[step * DH + j]) + dh_rec[j], dc[j], dn[j]);
+      for (int gate = 0; gate < 4; ++gate) d_raw[gate * DH + j] = d.d_raw[gate];
+      dc[j] = d.dc_prev;
+      dn[j] = d.dn_prev;
+    }
+    for (int64_t k = 0; k < DH; ++k) dh_rec[k] = 0;
+    for (int64_t gj = 0; gj < G; ++gj) {
+      const acc_t dg = d_raw[gj];
+      const acc_t* RTg = RT + gj * DH;
+      for (int64_t k = 0; k < DH; ++k) dh_rec[k] += RTg[k] * dg;
+    }
+  }
+  for (int64_t j = 0; j < DH; ++j) {
+    p.d_first[row + j] = dh_rec[j];
+    p.d_first[BND + row + j] = dc[j];
+    p.d_first[2 * BND + row + j] = dn[j];
+  }
+}
+
+}  // namespace xlstm

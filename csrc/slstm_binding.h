@@ -1,0 +1,118 @@
+// Tensor side of the sLSTM shared by the CPU and CUDA entry points. The sequence loops are the
+// kernels'; the parts that are one large matrix product (recomputing the gate pre-activations
+// for the backward pass, dR) are left to ATen's GEMMs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+#include "checks.h"
+#include "slstm.h"
+
+namespace xlstm {
+
+struct SlstmInputs {
+  at::Tensor x;        // (B, S, NH, 4, DH), (NH, 4, DH) dense
+  at::Tensor R, RT;    // (NH, DH, 4*DH), (NH, 4*DH, DH) in the state dtype, contiguous
+  at::Tensor bias;     // (NH, 4*DH) in the state dtype
+  at::Tensor initial;  // (4, B, NH, DH) in the state dtype
+  int64_t B, S, NH, DH;
+};
+
+inline SlstmInputs slstm_inputs(const at::Tensor& x, const at::Tensor& R, const at::Tensor& b,
+                                const at::Tensor& initial, const char* op, at::DeviceType device_type,
+                                bool float64_ok) {
+  TORCH_CHECK(x.defined() && x.dim() == 5 && x.size(3) == 4, op,
+              ": x_gates must have shape [B, S, NH, 4, DH] (gates i, f, z, o), got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(x.device().type() == device_type, op, ": x_gates is on ", x.device(), " but another argument is on ",
+              device_type, "; all tensors must be on one device");
+  check_compute_dtype(x, op, float64_ok);
+  const int64_t B = x.size(0), S = x.size(1), NH = x.size(2), DH = x.size(4);
+  const at::ScalarType st = state_dtype(x.scalar_type());
+  const at::Device dev = x.device();
+  check_tensor(x, op, "x_gates", {B, S, NH, 4, DH}, x.scalar_type(), dev, "[B, S, NH, 4, DH]");
+  const at::ScalarType w = R.defined() && R.scalar_type() == x.scalar_type() ? x.scalar_type() : st;
+  check_tensor(R, op, "R", {NH, DH, 4, DH}, w, dev, "[NH, DH, 4, DH], float32 or the dtype of x_gates");
+  check_tensor(b, op, "b", {NH, 4, DH}, R.scalar_type(), dev, "[NH, 4, DH], dtype of R");
+  check_tensor(initial, op, "initial state", {4, B, NH, DH}, st, dev, "(h, c, n, m) stacked, float32 state");
+  const at::Tensor R_acc = R.to(st).reshape({NH, DH, 4 * DH}).contiguous();
+  const bool dense = x.stride(4) == 1 && x.stride(3) == DH && x.stride(2) == 4 * DH;
+  return {dense ? x : x.contiguous(), R_acc, R_acc.transpose(1, 2).contiguous(),
+          b.to(st).reshape({NH, 4 * DH}).contiguous(), initial.contiguous(), B, S, NH, DH};
+}
+
+template <typename scalar_t, typename acc_t>
+void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, const at::Tensor& states) {
+  p.batch = in.B;
+  p.seq = in.S;
+  p.heads = in.NH;
+  p.dh = in.DH;
+  p.x = in.x.data_ptr<scalar_t>();
+  p.x_stride_b = in.x.stride(0);
+  p.x_stride_t = in.x.stride(1);
+  p.R = in.R.data_ptr<acc_t>();
+  p.RT = in.RT.data_ptr<acc_t>();
+  p.bias = in.bias.data_ptr<acc_t>();
+  p.states = states.data_ptr<acc_t>();
+}
+
+// h (B, S, NH, DH), states (4, B, S + 1, NH, DH) with the initial state in place.
+inline std::tuple<at::Tensor, at::Tensor> slstm_forward_outputs(const SlstmInputs& in, OutputAllocator alloc) {
+  at::Tensor h = alloc({in.B, in.S, in.NH, in.DH}, in.x.options());
+  at::Tensor states = alloc({4, in.B, in.S + 1, in.NH, in.DH}, in.initial.options());
+  states.select(2, 0).copy_(in.initial);
+  return {h, states};
+}
+
+// (h, last state (4, B, NH, DH), all states) once the kernel filled h and states.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> slstm_forward_result(const SlstmInputs& in, at::Tensor h,
+                                                                           at::Tensor states) {
+  return {h, states.select(2, in.S).clone(), states};
+}
+
+struct SlstmBackwardTensors {
+  at::Tensor states, raw, dh, d_last, d_raw, d_first;
+};
+
+// Checks the gradients, recomputes the pre-activations and allocates d_raw and d_first.
+inline SlstmBackwardTensors slstm_backward_tensors(const SlstmInputs& in, const at::Tensor& dh,
+                                                   const at::Tensor& d_last, const at::Tensor& states, const char* op,
+                                                   OutputAllocator alloc) {
+  const at::Device dev = in.x.device();
+  const at::ScalarType st = in.initial.scalar_type();
+  check_tensor(dh, op, "grad h", {in.B, in.S, in.NH, in.DH}, in.x.scalar_type(), dev, "like h");
+  check_tensor(d_last, op, "grad of the last state", {4, in.B, in.NH, in.DH}, st, dev, "like the last state");
+  check_tensor(states, op, "states", {4, in.B, in.S + 1, in.NH, in.DH}, st, dev, "as slstm_forward returned");
+  const at::Tensor h_prev = states.select(0, 0).narrow(1, 0, in.S);  // (B, S, NH, DH)
+  at::Tensor raw = at::einsum("bshk,hkg->bshg", {h_prev, in.R}) + in.bias;
+  raw.add_(in.x.reshape({in.B, in.S, in.NH, 4 * in.DH}).to(st));
+  at::Tensor d_first = alloc({4, in.B, in.NH, in.DH}, in.initial.options());
+  return {states.contiguous(), raw.contiguous(), dh.contiguous(), d_last.contiguous(),
+          alloc({in.B, in.S, in.NH, 4 * in.DH}, in.initial.options()), d_first};
+}
+
+template <typename scalar_t, typename acc_t>
+SlstmBwdParams<scalar_t, acc_t> slstm_bwd_params(const SlstmInputs& in, const SlstmBackwardTensors& t) {
+  SlstmBwdParams<scalar_t, acc_t> p;
+  fill_slstm_params(p, in, t.states);
+  p.raw = t.raw.data_ptr<acc_t>();
+  p.d_h = t.dh.data_ptr<scalar_t>();
+  p.d_last = t.d_last.data_ptr<acc_t>();
+  p.d_raw = t.d_raw.data_ptr<acc_t>();
+  p.d_first = t.d_first.data_ptr<acc_t>();
+  return p;
+}
+
+// (dx, dR, db, d_first) from the kernel's d_raw: dR and db are sums over batch and time.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> slstm_backward_result(
+    const SlstmInputs& in, const SlstmBackwardTensors& t, const at::Tensor& R, const at::Tensor& b) {
+  const at::Tensor h_prev = t.states.select(0, 0).narrow(1, 0, in.S);
+  const at::Tensor dR = at::einsum("bshk,bshg->hkg", {h_prev, t.d_raw}).reshape(R.sizes()).to(R.scalar_type());
+  const at::Tensor db = t.d_raw.sum({0, 1}).reshape(b.sizes()).to(b.scalar_type());
+  t.d_first.select(0, 3).zero_();  // m is a constant: no gradient
+  return {t.d_raw.reshape(in.x.sizes()).to(in.x.scalar_type()), dR, db, t.d_first};
+}
+
+}  // namespace xlstm

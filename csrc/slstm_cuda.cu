@@ -1,0 +1,66 @@
+// CUDA entry points of the sLSTM; g++ compiles this file too, for the host emulation.
+#include "launch.h"
+#include "ops.h"
+#include "slstm_binding.h"
+#include "slstm_kernels.cuh"
+
+namespace xlstm {
+namespace {
+
+// A thread per gate column (forward) or per (row, unit) (backward): 4*DH threads, whole warps.
+dim3 slstm_block(int64_t dh) {
+  const int64_t threads = std::min<int64_t>(1024, (kSlstmBatchTile * dh + 31) / 32 * 32);
+  return dim3(static_cast<unsigned>(threads));
+}
+
+dim3 slstm_grid(const SlstmInputs& in) {
+  return dim3(static_cast<unsigned>(in.NH), static_cast<unsigned>((in.B + kSlstmBatchTile - 1) / kSlstmBatchTile));
+}
+
+void check_grid(const SlstmInputs& in, const char* op) {
+  TORCH_CHECK(in.NH <= std::numeric_limits<int32_t>::max() && (in.B + kSlstmBatchTile - 1) / kSlstmBatchTile <= 65535,
+              op, ": batch ", in.B, " x heads ", in.NH, " exceeds the grid");
+}
+
+}  // namespace
+
+bool slstm_cuda_r_in_shared(int64_t dh, bool backward) {
+  const int64_t floats = backward ? slstm_bwd_smem_floats(dh, true) : slstm_fwd_smem_floats(dh, true);
+  return floats * static_cast<int64_t>(sizeof(float)) <= max_dynamic_shared_bytes();
+}
+
+Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial) {
+  const char* op = "slstm_forward";
+  const SlstmInputs in = slstm_inputs(x, R, b, initial, op, XLSTM_KERNEL_DEVICE, false);
+  check_grid(in, op);
+  const DeviceScope scope(in.x);
+  auto [h, states] = slstm_forward_outputs(in, empty_output);
+  const bool r_shared = slstm_cuda_r_in_shared(in.DH, false);
+  const size_t smem = slstm_fwd_smem_floats(in.DH, r_shared) * sizeof(float);
+  XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_forward_cuda", [&] {
+    SlstmParams<scalar_t, float> p;
+    fill_slstm_params(p, in, states);
+    p.h_out = h.data_ptr<scalar_t>();
+    launch_kernel(r_shared ? slstm_fwd_kernel<scalar_t, true> : slstm_fwd_kernel<scalar_t, false>, slstm_grid(in),
+                  slstm_block(in.DH), smem, scope.stream(), p);
+  });
+  return slstm_forward_result(in, h, states);
+}
+
+Tensors4 slstm_backward_cuda(const Tensor& dh, const Tensor& d_last, const Tensor& x, const Tensor& R,
+                             const Tensor& b, const Tensor& states) {
+  const char* op = "slstm_backward";
+  const SlstmInputs in = slstm_inputs(x, R, b, states.select(2, 0), op, XLSTM_KERNEL_DEVICE, false);
+  check_grid(in, op);
+  const DeviceScope scope(in.x);
+  const SlstmBackwardTensors t = slstm_backward_tensors(in, dh, d_last, states, op, empty_output);
+  const bool r_shared = slstm_cuda_r_in_shared(in.DH, true);
+  const size_t smem = slstm_bwd_smem_floats(in.DH, r_shared) * sizeof(float);
+  XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_backward_cuda", [&] {
+    launch_kernel(r_shared ? slstm_bwd_kernel<scalar_t, true> : slstm_bwd_kernel<scalar_t, false>, slstm_grid(in),
+                  slstm_block(in.DH), smem, scope.stream(), slstm_bwd_params<scalar_t, float>(in, t));
+  });
+  return slstm_backward_result(in, t, R, b);
+}
+
+}  // namespace xlstm

@@ -1,0 +1,110 @@
+"""The benchmark harness runs end to end on tiny sizes and reports every field; timings are never asserted."""
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from xlstm_cuda.bench.__main__ import main
+
+STATS = ("median_ms", "min_ms", "max_ms", "iqr_ms", "reps", "tokens_per_s", "peak_mem_bytes")
+
+# Stand-ins for the optional reference packages, with their step functions' calling conventions
+# (shapes asserted, q, k, v squeezed in place as xlstm does), computing with python_ref.
+FAKE_PACKAGES = {
+    "xlstm/blocks/mlstm/backends.py": """
+        import python_ref
+
+        def recurrent_step_stabilized_simple(c, n, m, q, k, v, i, f, eps=1e-6):
+            B, NH, _, _ = q.shape
+            assert n.shape[-1] == 1 and m.shape == i.shape == f.shape == (B, NH, 1, 1)
+            q, k, v = q.squeeze_(2), k.squeeze_(2), v.squeeze_(2)
+            return python_ref.mlstm_step(q, k, v, i[..., 0, 0], f[..., 0, 0], (c, n[..., 0], m[..., 0, 0]), eps)
+    """,
+    "mlstm_kernels/torch/recurrent/__init__.py": """
+        import python_ref
+
+        def mlstm_recurrent_step__native(q, k, v, i, f, c, n, m, eps=1e-6, **kwargs):
+            assert m.shape == i.shape == f.shape == (*q.shape[:2], 1)
+            state = (c, n, m[..., 0].float())
+            h, state = python_ref.mlstm_step(*(x.float() for x in (q, k, v, i[..., 0], f[..., 0])), state, eps)
+            return h.to(q.dtype), state
+    """,
+}
+
+
+def run_bench(tmp_path, capsys, *args):
+    json_path, csv_path = tmp_path / "bench.json", tmp_path / "bench.csv"
+    assert main(["--tiny", "--device", "cpu", "--threads", "1", "--json", str(json_path), "--csv", str(csv_path),
+                 *args]) == 0
+    out, err = capsys.readouterr()
+    assert csv_path.read_text().count("\n") == len(json.loads(json_path.read_text())["cases"]) + 1
+    return json.loads(json_path.read_text()), out, err
+
+
+@pytest.fixture
+def fake_reference_packages(tmp_path, monkeypatch):
+    root = tmp_path / "packages"
+    for path, source in FAKE_PACKAGES.items():
+        file = root / path
+        for package in [*file.relative_to(root).parents][:-1]:
+            (root / package).mkdir(parents=True, exist_ok=True)
+            (root / package / "__init__.py").touch()
+        file.write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(root))
+    yield
+    for name in [name for name in sys.modules if name.split(".")[0] in ("xlstm", "mlstm_kernels")]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bench_reports_every_case(tmp_path, capsys, dtype):
+    report, table, progress = run_bench(tmp_path, capsys, "--suite", "step", "--dtype", dtype)
+    header = report["header"]
+    for field in ("date", "cpu", "threads", "torch", "build_info", "git_commit"):
+        assert field in header
+    assert header["threads"] == 1 and header["ceilings"] is None
+    assert report["cases"]
+    for case in report["cases"]:
+        assert case["name"] == "mlstm_step" and case["dtype"] == dtype and set(case["params"]) >= {"B", "NH"}
+        for phase in ("fwd", "fwd_bwd"):
+            assert set(case[phase]) >= set(STATS) and case[phase]["min_ms"] <= case[phase]["max_ms"]
+        assert set(case["baselines"]["python_ref"]["ratio"]) == {"fwd", "fwd_bwd"}
+        assert case["baselines"]["xlstm"] == {"skipped": "not installed"}
+        assert case["baselines"]["mlstm_kernels"] == {"skipped": "not installed"}
+    assert "vs python_ref" in table and "xlstm: skipped (not installed)" in table
+    assert table.count("mlstm_step  cpu") == len(report["cases"])
+    assert progress.count("mlstm_step") == len(report["cases"])
+
+
+def test_bench_measures_installed_reference_packages(tmp_path, capsys, fake_reference_packages):
+    report, table, _ = run_bench(tmp_path, capsys)
+    for case in report["cases"]:
+        for name in ("python_ref", "xlstm", "mlstm_kernels"):
+            assert set(case["baselines"][name]["ratio"]) == {"fwd", "fwd_bwd"}, (name, case["baselines"][name])
+    assert "skipped" not in table
+
+
+@pytest.mark.parametrize("args", [["--suite", "nonexistent"], ["--device", "tpu"], ["--threads", "0"]])
+def test_bench_rejects_bad_arguments(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_bench_reports_fractions_of_device_ceilings():
+    """The GPU-only columns, fed made-up ceilings so that they are exercised without a GPU."""
+    from xlstm_cuda.bench import harness
+    from xlstm_cuda.bench.cases import SUITES
+
+    ceilings = dict(hbm_bytes_per_s=1e11, matmul_flops_per_s=1e12, method="made up")
+    case = SUITES["step"](torch.device("cpu"), torch.float32, "tiny")[0]
+    result = harness.run_case(case, harness.CpuTimer(), 0.0, harness.PRESETS["tiny"], ceilings)
+    for phase in ("fwd", "fwd_bwd"):
+        assert set(result["ceiling_fraction"][phase]) == {"hbm", "matmul", "bytes", "flops"}
+    result.update(suite="step", device="cpu", dtype="float32")
+    header = dict(preset="tiny", cpu="cpu", threads=1, torch="", git_commit=None, ceilings=ceilings)
+    table = harness.format_table(dict(header=header, cases=[result]))
+    assert "% HBM" in table and "% matmul" in table and "measured ceilings" in table
