@@ -1,0 +1,82 @@
+"""The nn modules: step-by-step generation equals the sequence forward; gradients reach every
+parameter; the layer's recurrence is the op's."""
+import pytest
+import torch
+
+from conftest import generator, randn
+from xlstm_cuda.layers import CausalConv1d, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
+
+
+def randomise(module, gen):
+    """Random parameters (R starts at zero, which would hide the recurrence); norm scales near 1."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(randn(gen, *p.shape, scale=0.3, shift=1.0 if name.startswith("norm") else 0.0))
+
+
+@pytest.mark.parametrize("conv", [4, 0])
+def test_slstm_layer_step_equals_forward(conv):
+    gen = generator("slstm-layer-step", conv)
+    layer = sLSTMLayer(24, num_heads=3, conv1d_kernel_size=conv)
+    randomise(layer, gen)
+    x = randn(gen, 2, 11, 24)
+    y, state = layer(x)
+    step_state, ys = None, []
+    for t in range(x.shape[1]):
+        y_t, step_state = layer.step(x[:, t], step_state)
+        ys.append(y_t)
+    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-5, atol=1e-5)
+    for a, b in zip(step_state["slstm"], state["slstm"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_slstm_layer_prefill_then_step():
+    gen = generator("slstm-layer-prefill")
+    layer = sLSTMLayer(16, num_heads=2)
+    randomise(layer, gen)
+    x = randn(gen, 3, 9, 16)
+    y_full, _ = layer(x)
+    _, state = layer(x[:, :6])
+    for t in range(6, 9):
+        y_t, state = layer.step(x[:, t], state)
+        torch.testing.assert_close(y_t, y_full[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_slstm_layer_gradients_reach_every_parameter():
+    gen = generator("slstm-layer-grad")
+    layer = sLSTMLayer(16, num_heads=4)
+    randomise(layer, gen)
+    y, _ = layer(randn(gen, 2, 5, 16))
+    (y * randn(gen, *y.shape)).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_slstm_cell_initialisation():
+    cell = sLSTMCell(num_heads=2, head_dim=5)
+    assert torch.equal(cell.R, torch.zeros_like(cell.R))
+    forget = powerlaw_forget_bias(2, 5)
+    torch.testing.assert_close(cell.b[:, 1], forget)
+    assert forget[0, 0].item() == pytest.approx(5.0) and forget[0, -1].item() == pytest.approx(-7.0)
+    assert torch.equal(cell.b[:, [0, 2, 3]], torch.zeros(2, 3, 5))
+
+
+def test_causal_conv_is_causal_and_streams():
+    gen = generator("conv")
+    conv = CausalConv1d(6, 4)
+    x = randn(gen, 2, 10, 6)
+    y, _ = conv(x)
+    x2 = x.clone()
+    x2[:, 7:] += 1.0
+    y2, _ = conv(x2)
+    torch.testing.assert_close(y[:, :7], y2[:, :7])
+    ya, buf = conv(x[:, :4])
+    yb, _ = conv(x[:, 4:], buf)
+    torch.testing.assert_close(torch.cat([ya, yb], 1), y)
+
+
+def test_bad_layer_configuration():
+    with pytest.raises(ValueError, match="not divisible"):
+        sLSTMLayer(30, num_heads=4)
+    with pytest.raises(ValueError, match="unknown bias_init"):
+        sLSTMCell(2, 4, bias_init="bogus")

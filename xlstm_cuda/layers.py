@@ -1,0 +1,135 @@
+"""torch.nn modules around the kernels: thin wrappers, each a literal reading of the spec's layer."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops
+
+
+class CausalConv1d(nn.Module):
+    """Depthwise causal convolution over time: (B, S, D) -> (B, S, D). Its step form keeps the last
+    kernel_size - 1 inputs as state."""
+
+    def __init__(self, dim: int, kernel_size: int = 4):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, bias=True)
+
+    def forward(self, x: torch.Tensor, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, S, D), buffer (B, kernel_size - 1, D) of earlier inputs (zeros when None). Returns
+        the output and the new buffer."""
+        B, _, D = x.shape
+        if buffer is None:
+            buffer = x.new_zeros(B, self.kernel_size - 1, D)
+        padded = torch.cat([buffer, x], dim=1)
+        y = self.conv(padded.transpose(1, 2)).transpose(1, 2)
+        return y, padded[:, padded.shape[1] - (self.kernel_size - 1):]
+
+
+class HeadwiseLinear(nn.Module):
+    """Block-diagonal linear map: each of num_heads heads maps its own slice of the features."""
+
+    def __init__(self, dim: int, num_heads: int, bias: bool = False):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.weight = nn.Parameter(torch.empty(num_heads, self.head_dim, self.head_dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+        nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * self.head_dim)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        heads = x.unflatten(-1, (self.num_heads, self.head_dim))
+        y = torch.einsum("...hd,hod->...ho", heads, self.weight).flatten(-2)
+        return y if self.bias is None else y + self.bias
+
+
+class MultiHeadNorm(nn.Module):
+    """Group norm with one group per head: normalise each head's features, then a learnable scale."""
+
+    def __init__(self, num_heads: int, head_dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_heads, self.eps = num_heads, eps
+        self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., NH, DH) -> (..., NH * DH)."""
+        normed = F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype)
+        return normed.flatten(-2) * self.weight
+
+
+def powerlaw_forget_bias(num_heads: int, head_dim: int, block_idx: int = 0, num_blocks: int = 1) -> torch.Tensor:
+    """The reference package's "powerlaw_blockdependent" forget-gate bias, (NH, DH): for unit j of a
+    head, -(-5 + 12 (j / (DH - 1)) ** (0.3 + 1.3 block_idx / (num_blocks - 1)))."""
+    ratio = block_idx / (num_blocks - 1) if num_blocks > 1 else 0.0
+    j = torch.arange(head_dim, dtype=torch.float64) / max(head_dim - 1, 1)
+    return (-(-5.0 + 12.0 * j ** (0.3 + 1.3 * ratio))).float().expand(num_heads, head_dim).clone()
+
+
+class sLSTMCell(nn.Module):
+    """The sLSTM recurrence on given gate pre-activations, with its recurrent weights R and bias b.
+    forward(x_gates (B, S, NH, 4, DH), state=None) -> (h (B, S, NH, DH), state (h, c, n, m))."""
+
+    def __init__(self, num_heads: int, head_dim: int, bias_init: str = "powerlaw_blockdependent",
+                 block_idx: int = 0, num_blocks: int = 1):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.R = nn.Parameter(torch.zeros(num_heads, head_dim, 4, head_dim))
+        self.b = nn.Parameter(torch.zeros(num_heads, 4, head_dim))
+        if bias_init == "powerlaw_blockdependent":
+            with torch.no_grad():
+                self.b[:, 1] = powerlaw_forget_bias(num_heads, head_dim, block_idx, num_blocks)
+        elif bias_init != "zeros":
+            raise ValueError(f"unknown bias_init {bias_init!r}: use 'powerlaw_blockdependent' or 'zeros'")
+
+    def forward(self, x_gates: torch.Tensor, state: ops.SlstmState | None = None):
+        return ops.slstm(x_gates, self.R, self.b, state)
+
+
+class sLSTMLayer(nn.Module):
+    """The sLSTM layer of the spec: a causal depthwise conv + SiLU feeds the i and f gate
+    projections, z and o read the input directly; per-head gate projections; the fused sLSTM
+    recurrence; a multi-head group norm.
+
+    forward(x (B, S, D), state=None) -> (y (B, S, D), state); step(x_t (B, D), state) -> (y_t, state).
+    state is a dict: "conv" (B, kernel - 1, D) and "slstm" (h, c, n, m)."""
+
+    def __init__(self, embedding_dim: int, num_heads: int = 4, conv1d_kernel_size: int = 4,
+                 bias_init: str = "powerlaw_blockdependent", dropout: float = 0.0, block_idx: int = 0,
+                 num_blocks: int = 1):
+        super().__init__()
+        if embedding_dim % num_heads:
+            raise ValueError(f"embedding_dim {embedding_dim} is not divisible by num_heads {num_heads}")
+        self.embedding_dim, self.num_heads = embedding_dim, num_heads
+        self.head_dim = embedding_dim // num_heads
+        self.conv = CausalConv1d(embedding_dim, conv1d_kernel_size) if conv1d_kernel_size > 0 else None
+        self.gates = nn.ModuleDict({g: HeadwiseLinear(embedding_dim, num_heads) for g in "ifzo"})
+        self.cell = sLSTMCell(num_heads, self.head_dim, bias_init, block_idx, num_blocks)
+        self.norm = MultiHeadNorm(num_heads, self.head_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        state = state or {}
+        if self.conv is not None:
+            conv_out, conv_buffer = self.conv(x, state.get("conv"))
+            x_conv = F.silu(conv_out)
+        else:
+            x_conv, conv_buffer = x, None
+        gate_inputs = {"i": x_conv, "f": x_conv, "z": x, "o": x}
+        x_gates = torch.stack([self.gates[g](gate_inputs[g]).unflatten(-1, (self.num_heads, self.head_dim))
+                               for g in "ifzo"], dim=-2)
+        h, cell_state = self.cell(x_gates, state.get("slstm"))
+        y = self.dropout(self.norm(h))
+        new_state = {"slstm": cell_state}
+        if conv_buffer is not None:
+            new_state["conv"] = conv_buffer
+        return y, new_state
+
+    def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """One token: x_t (B, D)."""
+        y, state = self.forward(x_t.unsqueeze(1), state)
+        return y.squeeze(1), state
