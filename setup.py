@@ -112,7 +112,19 @@ def string_define(name, value):
 common_defines = [string_define("XLSTM_TORCH_VERSION", torch.__version__.split("+")[0]),
                   string_define("XLSTM_CUDA_ARCHS", cuda_archs),
                   string_define("XLSTM_CUDA_VERSION", cuda_version)]
-cxx_flags = ["-O3"] + common_defines
+def host_simd_flags():
+    """AVX2 + FMA for the CPU kernels when this machine has them (the extension compiles on install)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= flags else []
+
+
+# No errno, no FP traps: lets loops that call exp/log1p/tanh, and selects between divisions,
+# vectorize (csrc/cpu_vector_math.h). -fopenmp: at::parallel_for runs serially without it.
+cxx_flags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"] + host_simd_flags() + common_defines
+cpu_link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") else [])
 kernel_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cpp"))
 cuda_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cu"))
 
@@ -122,9 +134,11 @@ if want_cuda:
         "xlstm_cuda._C", kernel_sources + cuda_sources,
         extra_compile_args={"cxx": cxx_flags + ["-DXLSTM_WITH_CUDA"],
                             "nvcc": ["-O3", "--use_fast_math", "-lineinfo",
-                                     "-DXLSTM_WITH_CUDA"] + common_defines}))
+                                     "-DXLSTM_WITH_CUDA"] + common_defines},
+        extra_link_args=cpu_link_args))
 else:
-    extensions.append(CppExtension("xlstm_cuda._C", kernel_sources, extra_compile_args={"cxx": cxx_flags}))
+    extensions.append(CppExtension("xlstm_cuda._C", kernel_sources, extra_compile_args={"cxx": cxx_flags},
+                                   extra_link_args=cpu_link_args))
 
 
 def sim_sources():

@@ -5,27 +5,42 @@
 
 #include "cuda_compat.h"
 
+// Before a CPU loop whose iterations are independent: lets GCC vectorize it without runtime
+// alias checks between its many state pointers.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define XLSTM_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define XLSTM_INDEPENDENT_ITERATIONS
+#endif
+
 namespace xlstm {
 
 XLSTM_HOST_DEVICE float exp_(float x) { return expf(x); }
 XLSTM_HOST_DEVICE double exp_(double x) { return exp(x); }
 XLSTM_HOST_DEVICE float log1p_(float x) { return log1pf(x); }
 XLSTM_HOST_DEVICE double log1p_(double x) { return log1p(x); }
+XLSTM_HOST_DEVICE float tanh_(float x) { return tanhf(x); }
+XLSTM_HOST_DEVICE double tanh_(double x) { return tanh(x); }
 XLSTM_HOST_DEVICE float abs_(float x) { return fabsf(x); }
 XLSTM_HOST_DEVICE double abs_(double x) { return fabs(x); }
 
 template <typename T>
 XLSTM_HOST_DEVICE T max_(T a, T b) { return a < b ? b : a; }
 
-// log(sigmoid(x)) = -softplus(-x), without overflow for large |x|.
+template <typename T>
+XLSTM_HOST_DEVICE T min_(T a, T b) { return b < a ? b : a; }
+
+// log(sigmoid(x)) = -softplus(-x), without overflow for large |x|. Branch-free (selects only), so
+// that CPU loops over it vectorize and GPU warps do not diverge.
 template <typename T>
 XLSTM_HOST_DEVICE T log_sigmoid(T x) {
-  return x < T(0) ? x - log1p_(exp_(x)) : -log1p_(exp_(-x));
+  return min_(x, T(0)) - log1p_(exp_(-abs_(x)));
 }
 
 template <typename T>
 XLSTM_HOST_DEVICE T sigmoid(T x) {
-  return x < T(0) ? exp_(x) / (T(1) + exp_(x)) : T(1) / (T(1) + exp_(-x));
+  const T e = exp_(-abs_(x));
+  return (x < T(0) ? e : T(1)) / (T(1) + e);
 }
 
 template <typename T>

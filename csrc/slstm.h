@@ -14,9 +14,6 @@
 
 namespace xlstm {
 
-XLSTM_HOST_DEVICE float tanh_(float x) { return tanhf(x); }
-XLSTM_HOST_DEVICE double tanh_(double x) { return tanh(x); }
-
 // x_gates (B, S, NH, 4, DH) with (4, DH) contiguous; R (NH, DH, 4*DH) and its transpose
 // RT (NH, 4*DH, DH) contiguous; states (4 = h, c, n, m; B, S + 1, NH, DH) contiguous, [:, :, 0] the
 // initial state; h_out (B, S, NH, DH) contiguous.
@@ -61,7 +58,10 @@ template <typename T>
 XLSTM_HOST_DEVICE SlstmGates<T> slstm_gates(T raw_i, T raw_f, T raw_z, T raw_o, T n_prev, T m_prev) {
   SlstmGates<T> g;
   g.log_f = log_sigmoid(raw_f);
-  g.m = n_prev == T(0) ? raw_i : max_(raw_i, g.log_f + m_prev);
+  // Where n[t-1] == 0 the forget candidate drops out of the max (a select, not a branch, so that
+  // the CPU loops vectorize).
+  const T no_history = n_prev == T(0) ? -INFINITY : T(0);
+  g.m = max_(raw_i, g.log_f + m_prev + no_history);
   const T i_exp = exp_(raw_i - g.m), f_exp = exp_(g.log_f + m_prev - g.m);
   g.i_passes = !(i_exp > T(1));
   g.f_passes = !(f_exp > T(1));
@@ -104,74 +104,108 @@ XLSTM_HOST_DEVICE SlstmCellGrads<T> slstm_cell_backward(T raw_f, const SlstmGate
   return out;
 }
 
-// CPU forward for one (batch, head) row over the whole sequence. raw: 4*DH scratch.
+// CPU forward for one head and a tile of `rows` batch rows from b0, over the whole sequence.
+// Rows are processed together so that each row of R is reused from L1 across the tile; the cell
+// update runs as one loop over (row, unit) that the compiler vectorizes. raw: rows*4*DH scratch.
 template <typename scalar_t, typename acc_t>
-void slstm_fwd_row(const SlstmParams<scalar_t, acc_t>& p, int64_t b, int64_t h, acc_t* raw) {
+void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0, int64_t rows, acc_t* raw) {
   const int64_t DH = p.dh, G = 4 * DH;
   const acc_t* R = p.R + h * DH * G;
   const acc_t* bias = p.bias + h * G;
   for (int64_t t = 0; t < p.seq; ++t) {
-    const scalar_t* x = p.x + b * p.x_stride_b + t * p.x_stride_t + h * G;
-    const acc_t* h_prev = p.states + p.state_index(0, b, t, h);
-    for (int64_t gj = 0; gj < G; ++gj) raw[gj] = acc_t(x[gj]) + bias[gj];
-    for (int64_t k = 0; k < DH; ++k) {
-      const acc_t hk = h_prev[k];
-      const acc_t* Rk = R + k * G;
-      for (int64_t gj = 0; gj < G; ++gj) raw[gj] += hk * Rk[gj];
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* x = p.x + (b0 + r) * p.x_stride_b + t * p.x_stride_t + h * G;
+      acc_t* raw_r = raw + r * G;
+      for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] = acc_t(x[gj]) + bias[gj];
     }
-    for (int64_t j = 0; j < DH; ++j) {
-      const acc_t c_prev = p.states[p.state_index(1, b, t, h) + j];
-      const acc_t n_prev = p.states[p.state_index(2, b, t, h) + j];
-      const acc_t m_prev = p.states[p.state_index(3, b, t, h) + j];
-      const SlstmGates<acc_t> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, m_prev);
-      const SlstmCell<acc_t> cell = slstm_cell(g, c_prev, n_prev);
-      p.states[p.state_index(0, b, t + 1, h) + j] = cell.h;
-      p.states[p.state_index(1, b, t + 1, h) + j] = cell.c;
-      p.states[p.state_index(2, b, t + 1, h) + j] = cell.n;
-      p.states[p.state_index(3, b, t + 1, h) + j] = cell.m;
-      p.h_out[((b * p.seq + t) * p.heads + h) * DH + j] = scalar_t(cell.h);
+    for (int64_t k = 0; k < DH; ++k) {
+      const acc_t* Rk = R + k * G;
+      for (int64_t r = 0; r < rows; ++r) {
+        const acc_t hk = p.states[p.state_index(0, b0 + r, t, h) + k];
+        acc_t* raw_r = raw + r * G;
+        for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] += hk * Rk[gj];
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const acc_t* raw_r = raw + r * G;
+      const acc_t* c_prev = p.states + p.state_index(1, b0 + r, t, h);
+      const acc_t* n_prev = p.states + p.state_index(2, b0 + r, t, h);
+      const acc_t* m_prev = p.states + p.state_index(3, b0 + r, t, h);
+      acc_t* h_new = p.states + p.state_index(0, b0 + r, t + 1, h);
+      acc_t* c_new = p.states + p.state_index(1, b0 + r, t + 1, h);
+      acc_t* n_new = p.states + p.state_index(2, b0 + r, t + 1, h);
+      acc_t* m_new = p.states + p.state_index(3, b0 + r, t + 1, h);
+      scalar_t* out = p.h_out + (((b0 + r) * p.seq + t) * p.heads + h) * DH;
+      XLSTM_INDEPENDENT_ITERATIONS
+      for (int64_t j = 0; j < DH; ++j) {
+        const SlstmGates<acc_t> g =
+            slstm_gates(raw_r[j], raw_r[DH + j], raw_r[2 * DH + j], raw_r[3 * DH + j], n_prev[j], m_prev[j]);
+        const SlstmCell<acc_t> cell = slstm_cell(g, c_prev[j], n_prev[j]);
+        h_new[j] = cell.h;
+        c_new[j] = cell.c;
+        n_new[j] = cell.n;
+        m_new[j] = cell.m;
+        out[j] = scalar_t(cell.h);
+      }
     }
   }
 }
 
-// CPU backward for one (batch, head) row: writes d_raw for every step and the initial-state grads.
-// work: 3*DH scratch (dh, dc, dn carried backwards).
+// CPU backward for one head and a tile of batch rows: writes d_raw for every step and the
+// initial-state grads. work: 3*rows*DH scratch (dh, dc, dn carried backwards).
 template <typename scalar_t, typename acc_t>
-void slstm_bwd_row(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t b, int64_t h, acc_t* work) {
-  const int64_t DH = p.dh, G = 4 * DH, BND = p.batch * p.heads * DH, row = (b * p.heads + h) * DH;
-  acc_t *dh_rec = work, *dc = work + DH, *dn = work + 2 * DH;
+void slstm_bwd_tile(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t h, int64_t b0, int64_t rows, acc_t* work) {
+  const int64_t DH = p.dh, G = 4 * DH, BND = p.batch * p.heads * DH;
   const acc_t* RT = p.RT + h * G * DH;
-  for (int64_t j = 0; j < DH; ++j) {
-    dh_rec[j] = p.d_last[row + j];
-    dc[j] = p.d_last[BND + row + j];
-    dn[j] = p.d_last[2 * BND + row + j];
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t at = ((b0 + r) * p.heads + h) * DH;
+    for (int64_t j = 0; j < DH; ++j) {
+      work[r * DH + j] = p.d_last[at + j];
+      work[(rows + r) * DH + j] = p.d_last[BND + at + j];
+      work[(2 * rows + r) * DH + j] = p.d_last[2 * BND + at + j];
+    }
   }
   for (int64_t t = p.seq - 1; t >= 0; --t) {
-    const int64_t step = (b * p.seq + t) * p.heads + h;
-    const acc_t* raw = p.raw + step * G;
-    acc_t* d_raw = p.d_raw + step * G;
-    for (int64_t j = 0; j < DH; ++j) {
-      const acc_t c_prev = p.states[p.state_index(1, b, t, h) + j];
-      const acc_t n_prev = p.states[p.state_index(2, b, t, h) + j];
-      const acc_t m_prev = p.states[p.state_index(3, b, t, h) + j];
-      const SlstmGates<acc_t> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, m_prev);
-      const SlstmCellGrads<acc_t> d = slstm_cell_backward(raw[DH + j], g, c_prev, n_prev,
-                                                          acc_t(p.d_h[step * DH + j]) + dh_rec[j], dc[j], dn[j]);
-      for (int gate = 0; gate < 4; ++gate) d_raw[gate * DH + j] = d.d_raw[gate];
-      dc[j] = d.dc_prev;
-      dn[j] = d.dn_prev;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = b0 + r, step = (b * p.seq + t) * p.heads + h;
+      const acc_t* raw = p.raw + step * G;
+      acc_t* d_raw = p.d_raw + step * G;
+      const scalar_t* dh_out = p.d_h + step * DH;
+      const acc_t* c_prev = p.states + p.state_index(1, b, t, h);
+      const acc_t* n_prev = p.states + p.state_index(2, b, t, h);
+      const acc_t* m_prev = p.states + p.state_index(3, b, t, h);
+      acc_t *dh = work + r * DH, *dc = work + (rows + r) * DH, *dn = work + (2 * rows + r) * DH;
+      XLSTM_INDEPENDENT_ITERATIONS
+      for (int64_t j = 0; j < DH; ++j) {
+        const SlstmGates<acc_t> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev[j], m_prev[j]);
+        const SlstmCellGrads<acc_t> d =
+            slstm_cell_backward(raw[DH + j], g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
+        d_raw[j] = d.d_raw[0];
+        d_raw[DH + j] = d.d_raw[1];
+        d_raw[2 * DH + j] = d.d_raw[2];
+        d_raw[3 * DH + j] = d.d_raw[3];
+        dc[j] = d.dc_prev;
+        dn[j] = d.dn_prev;
+        dh[j] = 0;
+      }
     }
-    for (int64_t k = 0; k < DH; ++k) dh_rec[k] = 0;
+    // dh[t-1] = d_raw Rᵀ, a row of Rᵀ reused across the tile.
     for (int64_t gj = 0; gj < G; ++gj) {
-      const acc_t dg = d_raw[gj];
       const acc_t* RTg = RT + gj * DH;
-      for (int64_t k = 0; k < DH; ++k) dh_rec[k] += RTg[k] * dg;
+      for (int64_t r = 0; r < rows; ++r) {
+        const acc_t dg = p.d_raw[((b0 + r) * p.seq + t) * p.heads * G + h * G + gj];
+        acc_t* dh = work + r * DH;
+        for (int64_t k = 0; k < DH; ++k) dh[k] += RTg[k] * dg;
+      }
     }
   }
-  for (int64_t j = 0; j < DH; ++j) {
-    p.d_first[row + j] = dh_rec[j];
-    p.d_first[BND + row + j] = dc[j];
-    p.d_first[2 * BND + row + j] = dn[j];
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t at = ((b0 + r) * p.heads + h) * DH;
+    for (int64_t j = 0; j < DH; ++j) {
+      p.d_first[at + j] = work[r * DH + j];
+      p.d_first[BND + at + j] = work[(rows + r) * DH + j];
+      p.d_first[2 * BND + at + j] = work[(2 * rows + r) * DH + j];
+    }
   }
 }
 

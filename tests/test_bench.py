@@ -43,6 +43,27 @@ def run_bench(tmp_path, capsys, *args):
     return json.loads(json_path.read_text()), out, err
 
 
+REFERENCE_PACKAGES = ("xlstm", "mlstm_kernels")
+
+
+def reference_modules() -> list[str]:
+    return [name for name in sys.modules if name.split(".")[0] in REFERENCE_PACKAGES]
+
+
+def forget_reference_packages(monkeypatch):
+    """Drop the reference packages from sys.modules (monkeypatch restores them) so that imports look anew."""
+    for name in reference_modules():
+        monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.fixture
+def without_reference_packages(monkeypatch):
+    """As if they were not installed, whether they are or not."""
+    forget_reference_packages(monkeypatch)
+    for name in REFERENCE_PACKAGES:
+        monkeypatch.setitem(sys.modules, name, None)  # find_spec answers None, imports fail
+
+
 @pytest.fixture
 def fake_reference_packages(tmp_path, monkeypatch):
     root = tmp_path / "packages"
@@ -52,17 +73,18 @@ def fake_reference_packages(tmp_path, monkeypatch):
             (root / package).mkdir(parents=True, exist_ok=True)
             (root / package / "__init__.py").touch()
         file.write_text(textwrap.dedent(source))
+    forget_reference_packages(monkeypatch)
     monkeypatch.syspath_prepend(str(root))
     yield
-    for name in [name for name in sys.modules if name.split(".")[0] in ("xlstm", "mlstm_kernels")]:
+    for name in reference_modules():  # the fakes; monkeypatch then restores what was there before
         del sys.modules[name]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_bench_reports_every_case(tmp_path, capsys, dtype):
+def test_bench_reports_every_case(tmp_path, capsys, without_reference_packages, dtype):
     report, table, progress = run_bench(tmp_path, capsys, "--suite", "step", "--dtype", dtype)
     header = report["header"]
-    for field in ("date", "cpu", "threads", "torch", "build_info", "git_commit"):
+    for field in ("date", "cpu", "threads", "load_average", "load_average_end", "torch", "build_info", "git_commit"):
         assert field in header
     assert header["threads"] == 1 and header["ceilings"] is None
     assert report["cases"]
@@ -105,6 +127,7 @@ def test_bench_reports_fractions_of_device_ceilings():
     for phase in ("fwd", "fwd_bwd"):
         assert set(result["ceiling_fraction"][phase]) == {"hbm", "matmul", "bytes", "flops"}
     result.update(suite="step", device="cpu", dtype="float32")
-    header = dict(preset="tiny", cpu="cpu", threads=1, torch="", git_commit=None, ceilings=ceilings)
+    header = dict(preset="tiny", cpu="cpu", cpu_count=1, threads=1, load_average=(0.0, 0.0, 0.0),
+                  load_average_end=(0.0, 0.0, 0.0), torch="", git_commit=None, ceilings=ceilings)
     table = harness.format_table(dict(header=header, cases=[result]))
     assert "% HBM" in table and "% matmul" in table and "measured ceilings" in table

@@ -92,19 +92,22 @@ def summarize(times_ms: list[float]) -> dict:
 
 
 def measure(call, timer, budget_s: float, preset: Preset) -> dict:
-    """Warm up (first calls allocate, fill caches, start thread pools), then time as many calls as fit
-    budget_s within the preset's bounds."""
+    """Warm up (first calls allocate, fill caches, start thread pools), then time calls until budget_s of
+    wall-clock time is spent, within the preset's bounds on the count. The calls go in chunks of about
+    a tenth of the budget, so that calls slower than the warm-up's (a loaded machine) do not overrun it."""
     gc.collect()
     gc.disable()  # no collector pauses inside timed calls
     try:
         warm = []
         while len(warm) < 2 or sum(warm) < preset.warmup_s * 1e3:
             warm += timer(call, 1)
-        reps = int(budget_s * 1e3 / max(statistics.median(warm), 1e-6))
-        stats = summarize(timer(call, min(max(reps, preset.min_reps), preset.max_reps)))
+        chunk = int(budget_s * 1e2 / max(statistics.median(warm), 1e-6))
+        times, deadline = [], time.perf_counter() + budget_s
+        while len(times) < preset.min_reps or (len(times) < preset.max_reps and time.perf_counter() < deadline):
+            times += timer(call, max(1, min(chunk, preset.max_reps - len(times))))
     finally:
         gc.enable()
-    return stats | dict(peak_mem_bytes=timer.peak_memory(call))
+    return summarize(times) | dict(peak_mem_bytes=timer.peak_memory(call))
 
 
 def tensors_of(tree) -> list[torch.Tensor]:
@@ -222,6 +225,7 @@ def git_commit() -> str | None:
 def machine_info(device: torch.device) -> dict:
     info = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=platform.node(),
                 cpu=cpu_model(), cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
+                load_average=os.getloadavg(),  # other processes' load makes CPU timings unreliable
                 python=platform.python_version(), torch=torch.__version__, git_commit=git_commit(),
                 build_info=xlstm_cuda.build_info())
     if device.type == "cuda":
@@ -242,12 +246,12 @@ def run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_name
 def _run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_name: str) -> dict:
     preset = PRESETS[preset_name]
     cases = [(name, case) for name in suites for case in SUITES[name](device, dtype, preset_name)]
+    header = dict(machine_info(device), device=str(device), dtype=str(dtype).removeprefix("torch."),
+                  suites=suites, preset=preset_name)
     timer = CudaTimer(device) if device.type == "cuda" else CpuTimer()
-    ceilings = measure_ceilings(device, timer, preset) if device.type == "cuda" else None
+    ceilings = header["ceilings"] = measure_ceilings(device, timer, preset) if device.type == "cuda" else None
     n_measurements = sum(len(PHASES) * (1 + sum(b.fn is not None for b in case.baselines)) for _, case in cases)
     budget_s = preset.budget_s / max(n_measurements, 1)
-    header = dict(machine_info(device), device=str(device), dtype=str(dtype).removeprefix("torch."),
-                  suites=suites, preset=preset_name, ceilings=ceilings)
     results = []
     for index, (suite_name, case) in enumerate(cases, 1):
         result = dict(suite=suite_name, device=header["device"], dtype=header["dtype"],
@@ -256,6 +260,7 @@ def _run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_nam
         print(f"[{index}/{len(cases)}] {result['name']} {shape_of(result)}: "
               f"fwd {time_cell(result['fwd'])} ms, fwd+bwd {time_cell(result['fwd_bwd'])} ms", file=sys.stderr,
               flush=True)
+    header["load_average_end"] = os.getloadavg()
     return dict(header=header, cases=results)
 
 
@@ -292,9 +297,11 @@ def format_table(report: dict) -> str:
         row = [result["name"], result["device"], result["dtype"], shape_of(result), time_cell(result["fwd"]),
                time_cell(result["fwd_bwd"]), pair([result[p].get("tokens_per_s") for p in PHASES], si)]
         for name in baseline_names:
-            baseline = result["baselines"].get(name, dict(skipped="-"))
-            row.append("skipped" if "skipped" in baseline else
-                       pair([baseline["ratio"].get(p) for p in PHASES], lambda r: f"{r:.3g}x"))
+            baseline = result["baselines"].get(name)
+            if baseline is None or "skipped" in baseline:
+                row.append("-" if baseline is None else "skipped")
+            else:
+                row.append(pair([baseline["ratio"].get(p) for p in PHASES], lambda r: f"{r:.3g}x"))
         if on_gpu:
             fractions = [result["ceiling_fraction"].get(p) for p in PHASES]
             for ceiling in ("hbm", "matmul"):
@@ -309,7 +316,8 @@ def format_table(report: dict) -> str:
 
     header = report["header"]
     lines = [f"xlstm_cuda bench: {header['preset']} preset, {header.get('gpu', header['cpu'])}, "
-             f"CPU threads: {header['threads']}, torch {header['torch']}, commit {header['git_commit']}"]
+             f"CPU threads: {header['threads']}, load average {header['load_average'][0]:.2f}, "
+             f"torch {header['torch']}, commit {header['git_commit']}"]
     if on_gpu:
         ceilings = header["ceilings"]
         lines.append(f"measured ceilings: {ceilings['hbm_bytes_per_s'] / 1e9:.0f} GB/s, "
@@ -322,6 +330,9 @@ def format_table(report: dict) -> str:
     skipped = {f"{name}: skipped ({baseline['skipped']})" for result in cases
                for name, baseline in result["baselines"].items() if "skipped" in baseline}
     lines += sorted(skipped)
+    if header["load_average_end"][0] > header["cpu_count"] + 1:  # more than this run's own threads
+        lines.append(f"warning: load average {header['load_average_end'][0]:.2f} on {header['cpu_count']} CPUs "
+                     "at the end of the run: other processes competed for the CPUs, the times are unreliable")
     return "\n".join(lines)
 
 
