@@ -21,12 +21,12 @@ using Tensors8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tens
                                         const Tensor& i, const Tensor& f, const Tensor& C, const Tensor& n,      \
                                         const Tensor& m, double eps);
 
-// sLSTM over a sequence: (h, last state (4, B, NH, DH), all states (4, B, S + 1, NH, DH)), and
-// its backward: (dx, dR, db, d_initial).
+// sLSTM over a sequence: (h, last state (4, B, NH, DH), trace (8, B, S + 1, NH, DH): the states and
+// pre-activations of every step, see slstm.h), and its backward: (dx, dR, db, d_initial).
 #define XLSTM_SLSTM_DECLARE(suffix)                                                                    \
   Tensors3 slstm_forward_##suffix(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial); \
   Tensors4 slstm_backward_##suffix(const Tensor& dh, const Tensor& d_last, const Tensor& x, const Tensor& R,  \
-                                   const Tensor& b, const Tensor& states);
+                                   const Tensor& b, const Tensor& trace);
 
 XLSTM_MLSTM_STEP_DECLARE(cpu)
 XLSTM_MLSTM_STEP_DECLARE(cuda)

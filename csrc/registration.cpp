@@ -25,7 +25,7 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("slstm_forward(Tensor x_gates, Tensor R, Tensor b, Tensor initial) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "slstm_backward(Tensor dh, Tensor d_last, Tensor x_gates, Tensor R, Tensor b, Tensor states) "
+      "slstm_backward(Tensor dh, Tensor d_last, Tensor x_gates, Tensor R, Tensor b, Tensor trace) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 

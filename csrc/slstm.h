@@ -15,28 +15,31 @@
 namespace xlstm {
 
 // x_gates (B, S, NH, 4, DH) with (4, DH) contiguous; R (NH, DH, 4*DH) and its transpose
-// RT (NH, 4*DH, DH) contiguous; states (4 = h, c, n, m; B, S + 1, NH, DH) contiguous, [:, :, 0] the
-// initial state; h_out (B, S, NH, DH) contiguous.
+// RT (NH, 4*DH, DH) contiguous; h_out (B, S, NH, DH) contiguous. trace (8, B, S + 1, NH, DH),
+// contiguous, is what the forward pass leaves for the backward: planes 0-3 the states h, c, n, m
+// after each step ([:, :, 0] the initial state), planes 4-7 the pre-activations i, f, z, o of each
+// step (at t + 1; [:, :, 0] zero).
 template <typename scalar_t, typename acc_t>
 struct SlstmParams {
   int64_t batch, seq, heads, dh;
   const scalar_t* x;
   int64_t x_stride_b, x_stride_t;
   const acc_t *R, *RT, *bias;
-  acc_t* states;
+  acc_t* trace;
   scalar_t* h_out;
 
-  XLSTM_HOST_DEVICE int64_t state_index(int g, int64_t b, int64_t t, int64_t h) const {
-    return (((g * batch + b) * (seq + 1) + t) * heads + h) * dh;
+  XLSTM_HOST_DEVICE int64_t plane() const { return batch * (seq + 1) * heads * dh; }
+  // Element 0 of plane g (0-3: h, c, n, m; 4-7: pre-activations i, f, z, o) at step t, row (b, h).
+  XLSTM_HOST_DEVICE int64_t trace_index(int g, int64_t b, int64_t t, int64_t h) const {
+    return g * plane() + ((b * (seq + 1) + t) * heads + h) * dh;
   }
 };
 
-// Backward: raw (B, S, NH, 4, DH) the recomputed pre-activations; dh (B, S, NH, DH) contiguous;
+// Backward: dh (B, S, NH, DH) contiguous;
 // d_last (4 = h, c, n, m; B, NH, DH), m's ignored; outputs d_raw (like raw) and d_first (like
 // d_last; m's left to the caller), all contiguous.
 template <typename scalar_t, typename acc_t>
 struct SlstmBwdParams : SlstmParams<scalar_t, acc_t> {
-  const acc_t* raw;
   const scalar_t* d_h;
   const acc_t* d_last;
   acc_t* d_raw;
@@ -121,20 +124,22 @@ void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0
     for (int64_t k = 0; k < DH; ++k) {
       const acc_t* Rk = R + k * G;
       for (int64_t r = 0; r < rows; ++r) {
-        const acc_t hk = p.states[p.state_index(0, b0 + r, t, h) + k];
+        const acc_t hk = p.trace[p.trace_index(0, b0 + r, t, h) + k];
         acc_t* raw_r = raw + r * G;
         for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] += hk * Rk[gj];
       }
     }
     for (int64_t r = 0; r < rows; ++r) {
       const acc_t* raw_r = raw + r * G;
-      const acc_t* c_prev = p.states + p.state_index(1, b0 + r, t, h);
-      const acc_t* n_prev = p.states + p.state_index(2, b0 + r, t, h);
-      const acc_t* m_prev = p.states + p.state_index(3, b0 + r, t, h);
-      acc_t* h_new = p.states + p.state_index(0, b0 + r, t + 1, h);
-      acc_t* c_new = p.states + p.state_index(1, b0 + r, t + 1, h);
-      acc_t* n_new = p.states + p.state_index(2, b0 + r, t + 1, h);
-      acc_t* m_new = p.states + p.state_index(3, b0 + r, t + 1, h);
+      const acc_t* c_prev = p.trace + p.trace_index(1, b0 + r, t, h);
+      const acc_t* n_prev = p.trace + p.trace_index(2, b0 + r, t, h);
+      const acc_t* m_prev = p.trace + p.trace_index(3, b0 + r, t, h);
+      acc_t* h_new = p.trace + p.trace_index(0, b0 + r, t + 1, h);
+      acc_t* c_new = p.trace + p.trace_index(1, b0 + r, t + 1, h);
+      acc_t* n_new = p.trace + p.trace_index(2, b0 + r, t + 1, h);
+      acc_t* m_new = p.trace + p.trace_index(3, b0 + r, t + 1, h);
+      acc_t* raw_saved = p.trace + p.trace_index(4, b0 + r, t + 1, h);  // planes 4-7, a plane apart
+      const int64_t plane = p.plane();
       scalar_t* out = p.h_out + (((b0 + r) * p.seq + t) * p.heads + h) * DH;
       XLSTM_INDEPENDENT_ITERATIONS
       for (int64_t j = 0; j < DH; ++j) {
@@ -146,6 +151,7 @@ void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0
         n_new[j] = cell.n;
         m_new[j] = cell.m;
         out[j] = scalar_t(cell.h);
+        for (int gate = 0; gate < 4; ++gate) raw_saved[gate * plane + j] = raw_r[gate * DH + j];
       }
     }
   }
@@ -168,18 +174,21 @@ void slstm_bwd_tile(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t h, int64_t
   for (int64_t t = p.seq - 1; t >= 0; --t) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = b0 + r, step = (b * p.seq + t) * p.heads + h;
-      const acc_t* raw = p.raw + step * G;
+      const acc_t* raw_i = p.trace + p.trace_index(4, b, t + 1, h);
+      const int64_t plane = p.plane();
       acc_t* d_raw = p.d_raw + step * G;
       const scalar_t* dh_out = p.d_h + step * DH;
-      const acc_t* c_prev = p.states + p.state_index(1, b, t, h);
-      const acc_t* n_prev = p.states + p.state_index(2, b, t, h);
-      const acc_t* m_prev = p.states + p.state_index(3, b, t, h);
+      const acc_t* c_prev = p.trace + p.trace_index(1, b, t, h);
+      const acc_t* n_prev = p.trace + p.trace_index(2, b, t, h);
+      const acc_t* m_prev = p.trace + p.trace_index(3, b, t, h);
       acc_t *dh = work + r * DH, *dc = work + (rows + r) * DH, *dn = work + (2 * rows + r) * DH;
       XLSTM_INDEPENDENT_ITERATIONS
       for (int64_t j = 0; j < DH; ++j) {
-        const SlstmGates<acc_t> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev[j], m_prev[j]);
+        const acc_t raw_f = raw_i[plane + j];
+        const SlstmGates<acc_t> g =
+            slstm_gates(raw_i[j], raw_f, raw_i[2 * plane + j], raw_i[3 * plane + j], n_prev[j], m_prev[j]);
         const SlstmCellGrads<acc_t> d =
-            slstm_cell_backward(raw[DH + j], g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
+            slstm_cell_backward(raw_f, g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
         d_raw[j] = d.d_raw[0];
         d_raw[DH + j] = d.d_raw[1];
         d_raw[2 * DH + j] = d.d_raw[2];

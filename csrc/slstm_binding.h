@@ -1,6 +1,5 @@
 // Tensor side of the sLSTM shared by the CPU and CUDA entry points. The sequence loops are the
-// kernels'; the parts that are one large matrix product (recomputing the gate pre-activations
-// for the backward pass, dR) are left to ATen's GEMMs.
+// kernels'; dR, one large matrix product over batch and time, is left to ATen's GEMM.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -44,7 +43,7 @@ inline SlstmInputs slstm_inputs(const at::Tensor& x, const at::Tensor& R, const 
 }
 
 template <typename scalar_t, typename acc_t>
-void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, const at::Tensor& states) {
+void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, const at::Tensor& trace) {
   p.batch = in.B;
   p.seq = in.S;
   p.heads = in.NH;
@@ -55,49 +54,46 @@ void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, c
   p.R = in.R.data_ptr<acc_t>();
   p.RT = in.RT.data_ptr<acc_t>();
   p.bias = in.bias.data_ptr<acc_t>();
-  p.states = states.data_ptr<acc_t>();
+  p.trace = trace.data_ptr<acc_t>();
 }
 
-// h (B, S, NH, DH), states (4, B, S + 1, NH, DH) with the initial state in place.
+// h (B, S, NH, DH) and the trace (8, B, S + 1, NH, DH, see slstm.h) with the initial state in place.
 inline std::tuple<at::Tensor, at::Tensor> slstm_forward_outputs(const SlstmInputs& in, OutputAllocator alloc) {
   at::Tensor h = alloc({in.B, in.S, in.NH, in.DH}, in.x.options());
-  at::Tensor states = alloc({4, in.B, in.S + 1, in.NH, in.DH}, in.initial.options());
-  states.select(2, 0).copy_(in.initial);
-  return {h, states};
+  at::Tensor trace = alloc({8, in.B, in.S + 1, in.NH, in.DH}, in.initial.options());
+  trace.narrow(0, 0, 4).select(2, 0).copy_(in.initial);
+  trace.narrow(0, 4, 4).select(2, 0).zero_();  // no pre-activations before the first step
+  return {h, trace};
 }
 
-// (h, last state (4, B, NH, DH), all states) once the kernel filled h and states.
+// (h, last state (4, B, NH, DH), trace) once the kernel filled h and the trace.
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> slstm_forward_result(const SlstmInputs& in, at::Tensor h,
-                                                                           at::Tensor states) {
-  return {h, states.select(2, in.S).clone(), states};
+                                                                           at::Tensor trace) {
+  return {h, trace.narrow(0, 0, 4).select(2, in.S).clone(), trace};
 }
 
 struct SlstmBackwardTensors {
-  at::Tensor states, raw, dh, d_last, d_raw, d_first;
+  at::Tensor trace, dh, d_last, d_raw, d_first;
 };
 
-// Checks the gradients, recomputes the pre-activations and allocates d_raw and d_first.
+// Checks the gradients and the trace; allocates d_raw and d_first.
 inline SlstmBackwardTensors slstm_backward_tensors(const SlstmInputs& in, const at::Tensor& dh,
-                                                   const at::Tensor& d_last, const at::Tensor& states, const char* op,
+                                                   const at::Tensor& d_last, const at::Tensor& trace, const char* op,
                                                    OutputAllocator alloc) {
   const at::Device dev = in.x.device();
   const at::ScalarType st = in.initial.scalar_type();
   check_tensor(dh, op, "grad h", {in.B, in.S, in.NH, in.DH}, in.x.scalar_type(), dev, "like h");
   check_tensor(d_last, op, "grad of the last state", {4, in.B, in.NH, in.DH}, st, dev, "like the last state");
-  check_tensor(states, op, "states", {4, in.B, in.S + 1, in.NH, in.DH}, st, dev, "as slstm_forward returned");
-  const at::Tensor h_prev = states.select(0, 0).narrow(1, 0, in.S);  // (B, S, NH, DH)
-  at::Tensor raw = at::einsum("bshk,hkg->bshg", {h_prev, in.R}) + in.bias;
-  raw.add_(in.x.reshape({in.B, in.S, in.NH, 4 * in.DH}).to(st));
-  at::Tensor d_first = alloc({4, in.B, in.NH, in.DH}, in.initial.options());
-  return {states.contiguous(), raw.contiguous(), dh.contiguous(), d_last.contiguous(),
-          alloc({in.B, in.S, in.NH, 4 * in.DH}, in.initial.options()), d_first};
+  check_tensor(trace, op, "trace", {8, in.B, in.S + 1, in.NH, in.DH}, st, dev, "as slstm_forward returned");
+  return {trace.contiguous(), dh.contiguous(), d_last.contiguous(),
+          alloc({in.B, in.S, in.NH, 4 * in.DH}, in.initial.options()),
+          alloc({4, in.B, in.NH, in.DH}, in.initial.options())};
 }
 
 template <typename scalar_t, typename acc_t>
 SlstmBwdParams<scalar_t, acc_t> slstm_bwd_params(const SlstmInputs& in, const SlstmBackwardTensors& t) {
   SlstmBwdParams<scalar_t, acc_t> p;
-  fill_slstm_params(p, in, t.states);
-  p.raw = t.raw.data_ptr<acc_t>();
+  fill_slstm_params(p, in, t.trace);
   p.d_h = t.dh.data_ptr<scalar_t>();
   p.d_last = t.d_last.data_ptr<acc_t>();
   p.d_raw = t.d_raw.data_ptr<acc_t>();
@@ -108,7 +104,7 @@ SlstmBwdParams<scalar_t, acc_t> slstm_bwd_params(const SlstmInputs& in, const Sl
 // (dx, dR, db, d_first) from the kernel's d_raw: dR and db are sums over batch and time.
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> slstm_backward_result(
     const SlstmInputs& in, const SlstmBackwardTensors& t, const at::Tensor& R, const at::Tensor& b) {
-  const at::Tensor h_prev = t.states.select(0, 0).narrow(1, 0, in.S);
+  const at::Tensor h_prev = t.trace.select(0, 0).narrow(1, 0, in.S);  // (B, S, NH, DH)
   const at::Tensor dR = at::einsum("bshk,bshg->hkg", {h_prev, t.d_raw}).reshape(R.sizes()).to(R.scalar_type());
   const at::Tensor db = t.d_raw.sum({0, 1}).reshape(b.sizes()).to(b.scalar_type());
   t.d_first.select(0, 3).zero_();  // m is a constant: no gradient

@@ -34,26 +34,26 @@ Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, c
   const SlstmInputs in = slstm_inputs(x, R, b, initial, op, XLSTM_KERNEL_DEVICE, false);
   check_grid(in, op);
   const DeviceScope scope(in.x);
-  auto [h, states] = slstm_forward_outputs(in, empty_output);
+  auto [h, trace] = slstm_forward_outputs(in, empty_output);
   const bool r_shared = slstm_cuda_r_in_shared(in.DH, false);
   const size_t smem = slstm_fwd_smem_floats(in.DH, r_shared) * sizeof(float);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_forward_cuda", [&] {
     SlstmParams<scalar_t, float> p;
-    fill_slstm_params(p, in, states);
+    fill_slstm_params(p, in, trace);
     p.h_out = h.data_ptr<scalar_t>();
     launch_kernel(r_shared ? slstm_fwd_kernel<scalar_t, true> : slstm_fwd_kernel<scalar_t, false>, slstm_grid(in),
                   slstm_block(in.DH), smem, scope.stream(), p);
   });
-  return slstm_forward_result(in, h, states);
+  return slstm_forward_result(in, h, trace);
 }
 
 Tensors4 slstm_backward_cuda(const Tensor& dh, const Tensor& d_last, const Tensor& x, const Tensor& R,
-                             const Tensor& b, const Tensor& states) {
+                             const Tensor& b, const Tensor& trace) {
   const char* op = "slstm_backward";
-  const SlstmInputs in = slstm_inputs(x, R, b, states.select(2, 0), op, XLSTM_KERNEL_DEVICE, false);
+  const SlstmInputs in = slstm_inputs(x, R, b, trace.narrow(0, 0, 4).select(2, 0), op, XLSTM_KERNEL_DEVICE, false);
   check_grid(in, op);
   const DeviceScope scope(in.x);
-  const SlstmBackwardTensors t = slstm_backward_tensors(in, dh, d_last, states, op, empty_output);
+  const SlstmBackwardTensors t = slstm_backward_tensors(in, dh, d_last, trace, op, empty_output);
   const bool r_shared = slstm_cuda_r_in_shared(in.DH, true);
   const size_t smem = slstm_bwd_smem_floats(in.DH, r_shared) * sizeof(float);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_backward_cuda", [&] {

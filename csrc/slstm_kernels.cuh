@@ -32,7 +32,7 @@ __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
     for (int idx = tid; idx < DH * G; idx += T) R_s[idx] = p.R[h * DH * G + idx];
   for (int idx = tid; idx < kSlstmBatchTile * DH; idx += T) {
     const int bb = idx / DH, j = idx % DH;
-    h_s[idx] = bb < rows ? p.states[p.state_index(0, b0 + bb, 0, h) + j] : 0.f;
+    h_s[idx] = bb < rows ? p.trace[p.trace_index(0, b0 + bb, 0, h) + j] : 0.f;
   }
   __syncthreads();
 
@@ -56,14 +56,16 @@ __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
       const int bb = idx / DH, j = idx % DH;
       const int64_t b = b0 + bb;
       const float* raw = raw_s + bb * G;
-      const float n_prev = p.states[p.state_index(2, b, t, h) + j];
+      const float n_prev = p.trace[p.trace_index(2, b, t, h) + j];
       const SlstmGates<float> g =
-          slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, p.states[p.state_index(3, b, t, h) + j]);
-      const SlstmCell<float> cell = slstm_cell(g, p.states[p.state_index(1, b, t, h) + j], n_prev);
-      p.states[p.state_index(0, b, t + 1, h) + j] = cell.h;
-      p.states[p.state_index(1, b, t + 1, h) + j] = cell.c;
-      p.states[p.state_index(2, b, t + 1, h) + j] = cell.n;
-      p.states[p.state_index(3, b, t + 1, h) + j] = cell.m;
+          slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, p.trace[p.trace_index(3, b, t, h) + j]);
+      const SlstmCell<float> cell = slstm_cell(g, p.trace[p.trace_index(1, b, t, h) + j], n_prev);
+      p.trace[p.trace_index(0, b, t + 1, h) + j] = cell.h;
+      p.trace[p.trace_index(1, b, t + 1, h) + j] = cell.c;
+      p.trace[p.trace_index(2, b, t + 1, h) + j] = cell.n;
+      p.trace[p.trace_index(3, b, t + 1, h) + j] = cell.m;
+#pragma unroll
+      for (int gate = 0; gate < 4; ++gate) p.trace[p.trace_index(4 + gate, b, t + 1, h) + j] = raw[gate * DH + j];
       p.h_out[((b * p.seq + t) * p.heads + h) * DH + j] = static_cast<scalar_t>(cell.h);
       h_s[idx] = cell.h;
     }
@@ -99,13 +101,15 @@ __global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
     for (int idx = tid; idx < rows * DH; idx += T) {
       const int bb = idx / DH, j = idx % DH;
       const int64_t b = b0 + bb, step = (b * p.seq + t) * p.heads + h;
-      const float* raw = p.raw + step * G;
-      const float c_prev = p.states[p.state_index(1, b, t, h) + j];
-      const float n_prev = p.states[p.state_index(2, b, t, h) + j];
-      const SlstmGates<float> g =
-          slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, p.states[p.state_index(3, b, t, h) + j]);
+      const float* raw_i = p.trace + p.trace_index(4, b, t + 1, h);
+      const int64_t plane = p.plane();
+      const float c_prev = p.trace[p.trace_index(1, b, t, h) + j];
+      const float n_prev = p.trace[p.trace_index(2, b, t, h) + j];
+      const float raw_f = raw_i[plane + j];
+      const SlstmGates<float> g = slstm_gates(raw_i[j], raw_f, raw_i[2 * plane + j], raw_i[3 * plane + j], n_prev,
+                                              p.trace[p.trace_index(3, b, t, h) + j]);
       const SlstmCellGrads<float> d = slstm_cell_backward(
-          raw[DH + j], g, c_prev, n_prev, static_cast<float>(p.d_h[step * DH + j]) + dh_s[idx], dc_s[idx], dn_s[idx]);
+          raw_f, g, c_prev, n_prev, static_cast<float>(p.d_h[step * DH + j]) + dh_s[idx], dc_s[idx], dn_s[idx]);
 #pragma unroll
       for (int gate = 0; gate < 4; ++gate) {
         dr_s[bb * G + gate * DH + j] = d.d_raw[gate];

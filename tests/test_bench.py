@@ -101,11 +101,26 @@ def test_bench_reports_every_case(tmp_path, capsys, without_reference_packages, 
 
 
 def test_bench_measures_installed_reference_packages(tmp_path, capsys, fake_reference_packages):
-    report, table, _ = run_bench(tmp_path, capsys)
+    report, table, _ = run_bench(tmp_path, capsys, "--suite", "step")
     for case in report["cases"]:
         for name in ("python_ref", "xlstm", "mlstm_kernels"):
             assert set(case["baselines"][name]["ratio"]) == {"fwd", "fwd_bwd"}, (name, case["baselines"][name])
     assert "skipped" not in table
+
+
+def test_bench_slstm_suites(tmp_path, capsys):
+    report, table, _ = run_bench(tmp_path, capsys, "--suite", "slstm")
+    report_layer, table_layer, _ = run_bench(tmp_path, capsys, "--suite", "layer")
+    assert [c["name"] for c in report["cases"]] == ["slstm"] and [c["name"] for c in report_layer["cases"]] == ["sLSTMLayer"]
+    for case in report["cases"]:
+        assert case["params"]["path"] == "cpu"
+        for name in ("python_ref", "nn.LSTM"):
+            assert set(case["baselines"][name]["ratio"]) == {"fwd", "fwd_bwd"}
+    for case in report_layer["cases"]:
+        assert set(case["baselines"]["nn.LSTM"]["ratio"]) == {"fwd", "fwd_bwd"}
+        reference = case["baselines"]["xlstm"]  # measured where the reference package is installed
+        assert set(reference.get("ratio", {})) == {"fwd", "fwd_bwd"} or "skipped" in reference
+    assert "vs nn.LSTM" in table and "vs nn.LSTM" in table_layer
 
 
 @pytest.mark.parametrize("args", [["--suite", "nonexistent"], ["--device", "tpu"], ["--threads", "0"]])

@@ -151,9 +151,9 @@ def test_opcheck(backend):
     initial = torch.stack(state)
     args = [t.requires_grad_(True) for t in (x, R, b)] + [initial]
     torch.library.opcheck(ops.slstm_forward.default, tuple(args))
-    h, last, states = ops.slstm_forward(*(t.detach() for t in args))
+    h, last, trace = ops.slstm_forward(*(t.detach() for t in args))
     torch.library.opcheck(ops.slstm_backward.default,
-                          (torch.randn_like(h), torch.randn_like(last), x.detach(), R.detach(), b.detach(), states))
+                          (torch.randn_like(h), torch.randn_like(last), x.detach(), R.detach(), b.detach(), trace))
 
 
 def test_torch_compile_fullgraph():

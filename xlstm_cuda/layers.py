@@ -30,24 +30,6 @@ class CausalConv1d(nn.Module):
         return y, padded[:, padded.shape[1] - (self.kernel_size - 1):]
 
 
-class HeadwiseLinear(nn.Module):
-    """Block-diagonal linear map: each of num_heads heads maps its own slice of the features."""
-
-    def __init__(self, dim: int, num_heads: int, bias: bool = False):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.weight = nn.Parameter(torch.empty(num_heads, self.head_dim, self.head_dim))
-        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
-        nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * self.head_dim)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        heads = x.unflatten(-1, (self.num_heads, self.head_dim))
-        y = torch.einsum("...hd,hod->...ho", heads, self.weight).flatten(-2)
-        return y if self.bias is None else y + self.bias
-
-
 class MultiHeadNorm(nn.Module):
     """Group norm with one group per head: normalise each head's features, then a learnable scale."""
 
@@ -107,7 +89,9 @@ class sLSTMLayer(nn.Module):
         self.embedding_dim, self.num_heads = embedding_dim, num_heads
         self.head_dim = embedding_dim // num_heads
         self.conv = CausalConv1d(embedding_dim, conv1d_kernel_size) if conv1d_kernel_size > 0 else None
-        self.gates = nn.ModuleDict({g: HeadwiseLinear(embedding_dim, num_heads) for g in "ifzo"})
+        # Per-head gate projections [head, gate i/f/z/o, out unit, in unit]: block-diagonal maps.
+        self.gate_weight = nn.Parameter(torch.empty(num_heads, 4, self.head_dim, self.head_dim))
+        nn.init.normal_(self.gate_weight, std=math.sqrt(2 / (5 * self.head_dim)))
         self.cell = sLSTMCell(num_heads, self.head_dim, bias_init, block_idx, num_blocks)
         self.norm = MultiHeadNorm(num_heads, self.head_dim)
         self.dropout = nn.Dropout(dropout)
@@ -119,9 +103,11 @@ class sLSTMLayer(nn.Module):
             x_conv = F.silu(conv_out)
         else:
             x_conv, conv_buffer = x, None
-        gate_inputs = {"i": x_conv, "f": x_conv, "z": x, "o": x}
-        x_gates = torch.stack([self.gates[g](gate_inputs[g]).unflatten(-1, (self.num_heads, self.head_dim))
-                               for g in "ifzo"], dim=-2)
+        heads = (self.num_heads, self.head_dim)
+        # i and f read the convolved input, z and o the input itself: two batched products, (B, S, NH, 4, DH).
+        x_gates = torch.cat([torch.einsum("bshd,hgod->bshgo", x_conv.unflatten(-1, heads), self.gate_weight[:, :2]),
+                             torch.einsum("bshd,hgod->bshgo", x.unflatten(-1, heads), self.gate_weight[:, 2:])],
+                            dim=3)
         h, cell_state = self.cell(x_gates, state.get("slstm"))
         y = self.dropout(self.norm(h))
         new_state = {"slstm": cell_state}

@@ -60,10 +60,10 @@ class KernelOps:
         @torch.library.register_fake(f"{ns}::slstm_forward")
         def _(x, R, b, initial):
             B, S, NH, _, DH = x.shape
-            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(4, B, S + 1, NH, DH)
+            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(8, B, S + 1, NH, DH)
 
         @torch.library.register_fake(f"{ns}::slstm_backward")
-        def _(dh, d_last, x, R, b, states):
+        def _(dh, d_last, x, R, b, trace):
             return torch.empty_like(x), torch.empty_like(R), torch.empty_like(b), torch.empty_like(d_last)
 
         slstm_backward = self._ops.slstm_backward
@@ -72,13 +72,14 @@ class KernelOps:
             x, R, b, _ = inputs
             ctx.save_for_backward(x, R, b, output[2])
             ctx.mark_non_differentiable(output[2])
+            ctx.set_materialize_grads(False)  # else autograd fills a zero gradient as large as the trace
 
         def backward(ctx, dh, d_last, _):
-            x, R, b, states = ctx.saved_tensors
+            x, R, b, trace = ctx.saved_tensors
             B, S, NH, _, DH = x.shape
             dh = dh if dh is not None else x.new_zeros(B, S, NH, DH)
-            d_last = d_last if d_last is not None else states.new_zeros(4, B, NH, DH)
-            return slstm_backward(dh, d_last, x, R, b, states)
+            d_last = d_last if d_last is not None else trace.new_zeros(4, B, NH, DH)
+            return slstm_backward(dh, d_last, x, R, b, trace)
 
         torch.library.register_autograd(f"{ns}::slstm_forward", backward, setup_context=setup_context)
 

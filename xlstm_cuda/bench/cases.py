@@ -138,3 +138,102 @@ def step_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Ca
                 make_inputs=lambda specs=specs, seed=B: random_inputs(seed, device, *specs),
                 kernel=_kernel_step, baselines=baselines))
     return cases
+
+
+# ---- sLSTM: the fused op and the layer ---------------------------------------------------------------
+
+# (B, S, NH, DH): the CPU target size of the sLSTM issue (embedding 128, 4 heads); on the GPU the
+# FlashRNN anchor (B=16, T=1024, hidden 768) with two head sizes.
+SLSTM_SIZES = {
+    "cpu": {"tiny": [(2, 3, 2, 4)], "quick": [(8, 64, 4, 32)], "default": [(8, 256, 4, 32)],
+            "full": [(8, 256, 4, 32), (8, 1024, 4, 32), (8, 256, 4, 128)]},
+    "cuda": {"tiny": [(2, 3, 2, 4)], "quick": [(16, 1024, 12, 64)],
+             "default": [(16, 1024, 12, 64), (16, 1024, 6, 128)],
+             "full": [(16, 1024, 12, 64), (16, 1024, 6, 128), (16, 1024, 4, 192)]},
+}
+
+
+def _slstm_path(device: torch.device, DH: int) -> str:
+    if device.type != "cuda":
+        return "cpu"
+    from .. import _C
+    return _C.slstm_cuda_path(DH, False)
+
+
+def _lstm_baseline(width: int, device: torch.device, dtype: torch.dtype, take_input: Callable) -> Baseline:
+    """torch.nn.LSTM (oneDNN on the CPU, cuDNN on the GPU) of the same total hidden size."""
+    try:
+        lstm = torch.nn.LSTM(width, width, batch_first=True).to(device, dtype)
+    except RuntimeError as error:
+        return Baseline("nn.LSTM", None, f"unavailable: {error}")
+    return Baseline("nn.LSTM", lambda *inputs: lstm(take_input(*inputs))[0])
+
+
+def _slstm_flops(B, S, NH, DH) -> float:
+    return 2.0 * B * S * NH * DH * 4 * DH  # the recurrent matrix-vector products
+
+
+@suite("slstm")
+def slstm_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Case]:
+    cases = []
+    for B, S, NH, DH in SLSTM_SIZES[device.type][preset]:
+        specs = [((B, S, NH, 4, DH), dtype, 0.0), ((NH, DH, 4, DH), torch.float32, 0.0),
+                 ((NH, 4, DH), torch.float32, 0.0)]
+
+        def make_inputs(specs=specs, seed=B * S + DH, DH=DH):
+            x, R, b = random_inputs(seed, device, *specs)
+            return [x, R * DH ** -0.5, b]
+
+        flops = _slstm_flops(B, S, NH, DH)
+        baselines = [
+            Baseline("python_ref", lambda x, R, b: python_ref.slstm(x.float(), R, b)),
+            _lstm_baseline(NH * DH, device, dtype, lambda x, R, b: x[..., 0, :].flatten(-2)),
+        ]
+        cases.append(Case(
+            name="slstm", params=dict(B=B, S=S, NH=NH, DH=DH, path=_slstm_path(device, DH)), tokens=B * S,
+            flops_fwd=flops, flops_fwd_bwd=3 * flops, make_inputs=make_inputs,
+            kernel=lambda x, R, b: ops.slstm(x, R, b), baselines=baselines))
+    return cases
+
+
+# (B, S, embedding, heads)
+LAYER_SIZES = {
+    "cpu": {"tiny": [(2, 3, 8, 2)], "quick": [(8, 64, 128, 4)], "default": [(8, 256, 128, 4)],
+            "full": [(8, 256, 128, 4), (8, 1024, 128, 4)]},
+    "cuda": {"tiny": [(2, 3, 8, 2)], "quick": [(16, 1024, 768, 12)], "default": [(16, 1024, 768, 12)],
+             "full": [(16, 1024, 768, 12), (16, 1024, 768, 6)]},
+}
+
+
+def _reference_slstm_layer(E: int, NH: int, device: torch.device, dtype: torch.dtype) -> Baseline:
+    """The reference package's sLSTMLayer: its 'vanilla' (PyTorch loop) backend on the CPU, its CUDA
+    backend on the GPU."""
+    if importlib.util.find_spec("xlstm") is None:
+        return Baseline("xlstm", None, "not installed")
+    try:
+        from xlstm.blocks.slstm.layer import sLSTMLayer, sLSTMLayerConfig
+        name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+        config = sLSTMLayerConfig(embedding_dim=E, num_heads=NH, conv1d_kernel_size=4, dtype=name,
+                                  backend="cuda" if device.type == "cuda" else "vanilla")
+        layer = sLSTMLayer(config).to(device, dtype)
+    except Exception as error:  # a baseline that cannot be built is reported, not fatal
+        return Baseline("xlstm", None, f"does not build here: {type(error).__name__}: {error}"[:200])
+    return Baseline("xlstm", lambda x: layer(x))
+
+
+@suite("layer")
+def layer_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Case]:
+    from ..layers import sLSTMLayer
+
+    cases = []
+    for B, S, E, NH in LAYER_SIZES[device.type][preset]:
+        layer = sLSTMLayer(E, NH).to(device, dtype)
+        baselines = [_reference_slstm_layer(E, NH, device, dtype),
+                     _lstm_baseline(E, device, dtype, lambda x: x)]
+        flops = _slstm_flops(B, S, NH, E // NH) + 2.0 * B * S * 4 * E * E // NH  # recurrence + gate projections
+        cases.append(Case(
+            name="sLSTMLayer", params=dict(B=B, S=S, E=E, NH=NH, path=_slstm_path(device, E // NH)),
+            tokens=B * S, flops_fwd=flops, flops_fwd_bwd=3 * flops,
+            make_inputs=lambda B=B, S=S, E=E, seed=S + E: random_inputs(seed, device, ((B, S, E), dtype, 0.0)),
+            kernel=lambda x, layer=layer: layer(x)[0], baselines=baselines))
+    return cases
