@@ -143,6 +143,14 @@ def test_bad_input_raises_clear_error(backend, case):
         backend.ops.slstm(*args)
 
 
+def test_mixed_devices_raise_clear_error():
+    gen = generator("slstm-devices")
+    device = "cuda" if torch.cuda.is_available() else "meta"  # meta: the fake implementation's check
+    x, R, b, state = slstm_inputs(gen, 2, 3, 2, 4, torch.float32, "cpu", True)
+    with pytest.raises(RuntimeError, match="one device|must be on"):
+        xlstm_cuda.slstm(x, R.to(device), b, state)
+
+
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)
 def test_opcheck(backend):
     gen = generator("slstm-opcheck", backend.name)

@@ -18,6 +18,13 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _check_one_device(op: str, *tensors: torch.Tensor) -> None:
+    """The C++ entry points check this too; fake (meta) calls reach only this check."""
+    devices = sorted({str(t.device) for t in tensors})
+    if len(devices) > 1:
+        raise RuntimeError(f"{op}: all tensors must be on one device, got {', '.join(devices)}")
+
+
 class KernelOps:
     """The public op functions bound to one op namespace: `xlstm_cuda` (the kernels) or
     `xlstm_cuda_sim` (the CUDA kernels run by the host emulation, see xlstm_cuda.sim)."""
@@ -30,6 +37,7 @@ class KernelOps:
     def _register(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::mlstm_step")
         def _(q, k, v, i, f, C, n, m, eps):
+            _check_one_device("mlstm_step", q, k, v, i, f, C, n, m)
             B, NH, _ = q.shape
             return q.new_empty(B, NH, v.shape[-1]), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m)
 
@@ -45,13 +53,10 @@ class KernelOps:
             ctx.eps = inputs[8]
 
         def backward(ctx, dh, dC, dn, dm):
-            saved = ctx.saved_tensors
-            grads = [g if g is not None else torch.zeros_like(like)
-                     for g, like in zip((dh, dC, dn, dm), (saved[0].new_empty(0), saved[5], saved[6], saved[7]))]
-            if dh is None:
-                B, NH, _ = saved[0].shape
-                grads[0] = saved[0].new_zeros(B, NH, saved[2].shape[-1])
-            return (*step_backward(*grads, *saved, ctx.eps), None)
+            q, k, v, i, f, C, n, m = ctx.saved_tensors
+            dh = dh if dh is not None else q.new_zeros(*q.shape[:2], v.shape[-1])
+            dC, dn, dm = (g if g is not None else torch.zeros_like(s) for g, s in zip((dC, dn, dm), (C, n, m)))
+            return (*step_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, ctx.eps), None)
 
         torch.library.register_autograd(f"{ns}::mlstm_step", backward, setup_context=setup_context)
         self._register_slstm(ns)
@@ -59,6 +64,7 @@ class KernelOps:
     def _register_slstm(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::slstm_forward")
         def _(x, R, b, initial):
+            _check_one_device("slstm", x, R, b, initial)
             B, S, NH, _, DH = x.shape
             return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(8, B, S + 1, NH, DH)
 
