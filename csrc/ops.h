@@ -21,10 +21,12 @@ using Tensors8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tens
                                         const Tensor& i, const Tensor& f, const Tensor& C, const Tensor& n,      \
                                         const Tensor& m, double eps);
 
-// sLSTM over a sequence: (h, last state (4, B, NH, DH), trace (8, B, S + 1, NH, DH): the states and
-// pre-activations of every step, see slstm.h), and its backward: (dx, dR, db, d_initial).
+// sLSTM over a sequence: (h, last state (4, B, NH, DH), trace (8, B, S + 1 or 2, NH, DH): the states
+// and pre-activations of every step if save_trace, else of the last, see slstm.h), and its
+// backward: (dx, dR, db, d_initial).
 #define XLSTM_SLSTM_DECLARE(suffix)                                                                    \
-  Tensors3 slstm_forward_##suffix(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial); \
+  Tensors3 slstm_forward_##suffix(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial,  \
+                                  bool save_trace);                                                         \
   Tensors4 slstm_backward_##suffix(const Tensor& dh, const Tensor& d_last, const Tensor& x, const Tensor& R,  \
                                    const Tensor& b, const Tensor& trace);
 

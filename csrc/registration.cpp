@@ -23,7 +23,9 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
       "mlstm_step_backward(Tensor dh, Tensor dC_new, Tensor dn_new, Tensor dm_new, Tensor q, Tensor k, Tensor v, "
       "Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, float eps) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("slstm_forward(Tensor x_gates, Tensor R, Tensor b, Tensor initial) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "slstm_forward(Tensor x_gates, Tensor R, Tensor b, Tensor initial, bool save_trace=True) "
+      "-> (Tensor, Tensor, Tensor)");
   m.def(
       "slstm_backward(Tensor dh, Tensor d_last, Tensor x_gates, Tensor R, Tensor b, Tensor trace) "
       "-> (Tensor, Tensor, Tensor, Tensor)");

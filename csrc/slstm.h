@@ -15,10 +15,11 @@
 namespace xlstm {
 
 // x_gates (B, S, NH, 4, DH) with (4, DH) contiguous; R (NH, DH, 4*DH) and its transpose
-// RT (NH, 4*DH, DH) contiguous; h_out (B, S, NH, DH) contiguous. trace (8, B, S + 1, NH, DH),
+// RT (NH, 4*DH, DH) contiguous; h_out (B, S, NH, DH) contiguous. trace (8, B, slots, NH, DH),
 // contiguous, is what the forward pass leaves for the backward: planes 0-3 the states h, c, n, m
 // after each step ([:, :, 0] the initial state), planes 4-7 the pre-activations i, f, z, o of each
-// step (at t + 1; [:, :, 0] zero).
+// step (at t + 1; [:, :, 0] zero). Step t lives in slot t % slots: slots = S + 1 keeps every step
+// (for the backward pass), slots = 2 only the latest (inference: memory independent of S).
 template <typename scalar_t, typename acc_t>
 struct SlstmParams {
   int64_t batch, seq, heads, dh;
@@ -26,12 +27,13 @@ struct SlstmParams {
   int64_t x_stride_b, x_stride_t;
   const acc_t *R, *RT, *bias;
   acc_t* trace;
+  int64_t slots;
   scalar_t* h_out;
 
-  XLSTM_HOST_DEVICE int64_t plane() const { return batch * (seq + 1) * heads * dh; }
+  XLSTM_HOST_DEVICE int64_t plane() const { return batch * slots * heads * dh; }
   // Element 0 of plane g (0-3: h, c, n, m; 4-7: pre-activations i, f, z, o) at step t, row (b, h).
   XLSTM_HOST_DEVICE int64_t trace_index(int g, int64_t b, int64_t t, int64_t h) const {
-    return g * plane() + ((b * (seq + 1) + t) * heads + h) * dh;
+    return g * plane() + ((b * slots + t % slots) * heads + h) * dh;
   }
 };
 

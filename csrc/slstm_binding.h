@@ -55,12 +55,15 @@ void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, c
   p.RT = in.RT.data_ptr<acc_t>();
   p.bias = in.bias.data_ptr<acc_t>();
   p.trace = trace.data_ptr<acc_t>();
+  p.slots = trace.size(2);
 }
 
-// h (B, S, NH, DH) and the trace (8, B, S + 1, NH, DH, see slstm.h) with the initial state in place.
-inline std::tuple<at::Tensor, at::Tensor> slstm_forward_outputs(const SlstmInputs& in, OutputAllocator alloc) {
+// h (B, S, NH, DH) and the trace (8, B, slots, NH, DH, see slstm.h) with the initial state in
+// place: every step's states when the backward pass will need them, else only the latest.
+inline std::tuple<at::Tensor, at::Tensor> slstm_forward_outputs(const SlstmInputs& in, bool save_trace,
+                                                                OutputAllocator alloc) {
   at::Tensor h = alloc({in.B, in.S, in.NH, in.DH}, in.x.options());
-  at::Tensor trace = alloc({8, in.B, in.S + 1, in.NH, in.DH}, in.initial.options());
+  at::Tensor trace = alloc({8, in.B, save_trace ? in.S + 1 : 2, in.NH, in.DH}, in.initial.options());
   trace.narrow(0, 0, 4).select(2, 0).copy_(in.initial);
   trace.narrow(0, 4, 4).select(2, 0).zero_();  // no pre-activations before the first step
   return {h, trace};
@@ -69,7 +72,7 @@ inline std::tuple<at::Tensor, at::Tensor> slstm_forward_outputs(const SlstmInput
 // (h, last state (4, B, NH, DH), trace) once the kernel filled h and the trace.
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> slstm_forward_result(const SlstmInputs& in, at::Tensor h,
                                                                            at::Tensor trace) {
-  return {h, trace.narrow(0, 0, 4).select(2, in.S).clone(), trace};
+  return {h, trace.narrow(0, 0, 4).select(2, in.S % trace.size(2)).clone(), trace};
 }
 
 struct SlstmBackwardTensors {

@@ -29,12 +29,13 @@ bool slstm_cuda_r_in_shared(int64_t dh, bool backward) {
   return floats * static_cast<int64_t>(sizeof(float)) <= max_dynamic_shared_bytes();
 }
 
-Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial) {
+Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial,
+                             bool save_trace) {
   const char* op = "slstm_forward";
   const SlstmInputs in = slstm_inputs(x, R, b, initial, op, XLSTM_KERNEL_DEVICE, false);
   check_grid(in, op);
   const DeviceScope scope(in.x);
-  auto [h, trace] = slstm_forward_outputs(in, empty_output);
+  auto [h, trace] = slstm_forward_outputs(in, save_trace, empty_output);
   const bool r_shared = slstm_cuda_r_in_shared(in.DH, false);
   const size_t smem = slstm_fwd_smem_floats(in.DH, r_shared) * sizeof(float);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_forward_cuda", [&] {

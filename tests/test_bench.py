@@ -123,6 +123,15 @@ def test_bench_slstm_suites(tmp_path, capsys):
     assert "vs nn.LSTM" in table and "vs nn.LSTM" in table_layer
 
 
+def test_bench_sweep_and_plots(tmp_path, capsys):
+    report, table, err = run_bench(tmp_path, capsys, "--suite", "slstm", "--sweep", "seq", "--plot", str(tmp_path))
+    lengths = [case["params"]["S"] for case in report["cases"]]
+    assert len(lengths) > 2 and lengths == sorted(set(lengths))
+    assert len({case["params"]["B"] for case in report["cases"]}) == 1
+    for name in ("time-slstm-S.png", "speedup.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.parametrize("args", [["--suite", "nonexistent"], ["--device", "tpu"], ["--threads", "0"]])
 def test_bench_rejects_bad_arguments(capsys, args):
     with pytest.raises(SystemExit) as exit_info:

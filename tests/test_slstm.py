@@ -115,6 +115,21 @@ def test_state_carries_across_calls(backend):
         torch.testing.assert_close(a, b_, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_inference_keeps_only_the_latest_state(backend):
+    gen = generator("slstm-inference", backend.name)
+    x, R, b, state = slstm_inputs(gen, 3, 9, 2, 8, torch.float32, backend.device, True)
+    ops = getattr(torch.ops, backend.ops.namespace)
+    initial = torch.stack(state)
+    h_train, last_train, trace_train = ops.slstm_forward(x, R, b, initial, True)
+    h_infer, last_infer, trace_infer = ops.slstm_forward(x, R, b, initial, False)
+    assert trace_train.shape[2] == 10 and trace_infer.shape[2] == 2
+    assert torch.equal(h_infer, h_train) and torch.equal(last_infer, last_train)
+    with torch.no_grad():  # the public function picks the inference path by itself
+        h, last = backend.ops.slstm(x, R, b, state)
+    assert torch.equal(h, h_train) and torch.equal(torch.stack(last), last_train)
+
+
 def bad_calls():
     B, S, NH, DH = 2, 3, 2, 4
     x, R, b = torch.randn(B, S, NH, 4, DH), torch.randn(NH, DH, 4, DH), torch.randn(NH, 4, DH)

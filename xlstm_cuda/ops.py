@@ -63,10 +63,11 @@ class KernelOps:
 
     def _register_slstm(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::slstm_forward")
-        def _(x, R, b, initial):
+        def _(x, R, b, initial, save_trace=True):
             _check_one_device("slstm", x, R, b, initial)
             B, S, NH, _, DH = x.shape
-            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(8, B, S + 1, NH, DH)
+            slots = S + 1 if save_trace else 2
+            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(8, B, slots, NH, DH)
 
         @torch.library.register_fake(f"{ns}::slstm_backward")
         def _(dh, d_last, x, R, b, trace):
@@ -75,7 +76,7 @@ class KernelOps:
         slstm_backward = self._ops.slstm_backward
 
         def setup_context(ctx, inputs, output):
-            x, R, b, _ = inputs
+            x, R, b = inputs[:3]
             ctx.save_for_backward(x, R, b, output[2])
             ctx.mark_non_differentiable(output[2])
             ctx.set_materialize_grads(False)  # else autograd fills a zero gradient as large as the trace
@@ -130,7 +131,9 @@ class KernelOps:
                                    f"{[list(s.shape) for s in initial_state]}")
             h0, c0, n0, m0 = initial_state
             initial = torch.stack((h0, c0, n0, m0.detach()))
-        h, last, _ = self._ops.slstm_forward(x_gates, R, b, initial)
+        # The per-step trace only when a backward pass may follow: inference needs O(1) memory in S.
+        save_trace = torch.is_grad_enabled() and any(t.requires_grad for t in (x_gates, R, b, initial))
+        h, last, _ = self._ops.slstm_forward(x_gates, R, b, initial, save_trace)
         return h, tuple(last.unbind(0))
 
 

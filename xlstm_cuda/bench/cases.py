@@ -1,7 +1,9 @@
 """The benchmark cases, by suite.
 
-A suite is a function (device, dtype, preset) -> list[Case], registered with `@suite("name")`;
-the presets are harness.PRESETS ("tiny" is for the tests).
+A suite is a function (device, dtype, sizes) -> list[Case], registered with `@suite("name")`;
+`sizes` names a size list: a preset of harness.PRESETS ("tiny" is for the tests) or a sweep
+("sweep-seq", "sweep-batch", "sweep-head": one dimension varied, see SWEEPS; "tiny-sweep-..." for
+the tests). A suite without that list returns no cases.
 A case names its kernel and its baselines, all called alike on the same inputs; the harness times
 each of them forward and forward+backward and reports the baselines' times as ratios.
 """
@@ -76,6 +78,26 @@ STEP_SIZES = {
     "cuda": {"tiny": [TINY_STEP], "quick": [(8, 256, 512, (1, 256))],
              "default": [ANCHOR_STEP], "full": [ANCHOR_STEP]},
 }
+# Sweeps: the values one dimension takes, the others as in the default (or tiny) sizes.
+SWEEPS = {
+    "cpu": {"seq": (64, 128, 256, 512, 1024, 2048), "batch": (1, 2, 4, 8, 16, 32, 64), "head": (16, 32, 64, 128)},
+    "cuda": {"seq": (256, 512, 1024, 2048, 4096, 8192), "batch": (1, 4, 16, 64, 256), "head": (32, 64, 128, 192, 256)},
+    "tiny": {"seq": (1, 2, 3), "batch": (1, 2), "head": (2, 4)},
+}
+for _device, (_NH, _DHQK, _DHV, _batches) in (("cpu", SMALL_STEP), ("cuda", ANCHOR_STEP)):
+    STEP_SIZES[_device]["sweep-batch"] = [(_NH, _DHQK, _DHV, SWEEPS[_device]["batch"])]
+    STEP_SIZES[_device]["sweep-head"] = [(_NH, d, 2 * d, _batches[-1:]) for d in SWEEPS[_device]["head"]]
+    STEP_SIZES[_device]["tiny-sweep-batch"] = [TINY_STEP[:3] + (SWEEPS["tiny"]["batch"],)]
+    STEP_SIZES[_device]["tiny-sweep-head"] = [(2, d, 2 * d, (1,)) for d in SWEEPS["tiny"]["head"]]
+
+
+def add_sweeps(sizes: dict, axes: dict[str, int]) -> None:
+    """Sweep size lists for a suite whose sizes are tuples: axes maps a sweep to the tuple index it varies."""
+    for device, presets in sizes.items():
+        for prefix, base, values in (("", presets["default"][0], SWEEPS[device]),
+                                     ("tiny-", presets["tiny"][0], SWEEPS["tiny"])):
+            for axis, index in axes.items():
+                presets[f"{prefix}sweep-{axis}"] = [base[:index] + (v,) + base[index + 1:] for v in values[axis]]
 
 
 def _in_state_dtype(step: Callable) -> Callable:
@@ -123,7 +145,7 @@ def step_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Ca
         baselines.append(optional_baseline("mlstm_kernels_triton", "mlstm_kernels.torch.recurrent",
                                            "mlstm_recurrent_step__triton", _adapt_mlstm_kernels))
     cases = []
-    for NH, DHQK, DHV, batch_sizes in STEP_SIZES[device.type][preset]:
+    for NH, DHQK, DHV, batch_sizes in STEP_SIZES[device.type].get(preset, []):
         for B in batch_sizes:
             # Per head and token: the update f*C + i*k*v^T (3 FLOPs a state entry) and the readout q^T C (2);
             # the backward does about twice that.
@@ -151,6 +173,7 @@ SLSTM_SIZES = {
              "default": [(16, 1024, 12, 64), (16, 1024, 6, 128)],
              "full": [(16, 1024, 12, 64), (16, 1024, 6, 128), (16, 1024, 4, 192)]},
 }
+add_sweeps(SLSTM_SIZES, {"batch": 0, "seq": 1, "head": 3})
 
 
 def _slstm_path(device: torch.device, DH: int) -> str:
@@ -176,7 +199,7 @@ def _slstm_flops(B, S, NH, DH) -> float:
 @suite("slstm")
 def slstm_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Case]:
     cases = []
-    for B, S, NH, DH in SLSTM_SIZES[device.type][preset]:
+    for B, S, NH, DH in SLSTM_SIZES[device.type].get(preset, []):
         specs = [((B, S, NH, 4, DH), dtype, 0.0), ((NH, DH, 4, DH), torch.float32, 0.0),
                  ((NH, 4, DH), torch.float32, 0.0)]
 
@@ -203,6 +226,7 @@ LAYER_SIZES = {
     "cuda": {"tiny": [(2, 3, 8, 2)], "quick": [(16, 1024, 768, 12)], "default": [(16, 1024, 768, 12)],
              "full": [(16, 1024, 768, 12), (16, 1024, 768, 6)]},
 }
+add_sweeps(LAYER_SIZES, {"batch": 0, "seq": 1})
 
 
 def _reference_slstm_layer(E: int, NH: int, device: torch.device, dtype: torch.dtype) -> Baseline:
@@ -226,7 +250,7 @@ def layer_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[C
     from ..layers import sLSTMLayer
 
     cases = []
-    for B, S, E, NH in LAYER_SIZES[device.type][preset]:
+    for B, S, E, NH in LAYER_SIZES[device.type].get(preset, []):
         layer = sLSTMLayer(E, NH).to(device, dtype)
         baselines = [_reference_slstm_layer(E, NH, device, dtype),
                      _lstm_baseline(E, device, dtype, lambda x: x)]

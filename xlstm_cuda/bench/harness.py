@@ -233,21 +233,24 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_name: str, threads: int) -> dict:
-    """Measure every case of the suites; progress on stderr; returns the report (see write_json)."""
+def run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_name: str, threads: int,
+        sweep: str | None = None) -> dict:
+    """Measure every case of the suites (the preset's sizes, or a sweep's: "seq", "batch", "head");
+    progress on stderr; returns the report (see write_json)."""
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(suites, device, dtype, preset_name)
+        sizes = (f"{'tiny-' if preset_name == 'tiny' else ''}sweep-{sweep}") if sweep else preset_name
+        return _run(suites, device, dtype, preset_name, sizes)
     finally:
         torch.set_num_threads(threads_before)  # run() may be called in-process, by the tests
 
 
-def _run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_name: str) -> dict:
+def _run(suites: list[str], device: torch.device, dtype: torch.dtype, preset_name: str, sizes: str) -> dict:
     preset = PRESETS[preset_name]
-    cases = [(name, case) for name in suites for case in SUITES[name](device, dtype, preset_name)]
+    cases = [(name, case) for name in suites for case in SUITES[name](device, dtype, sizes)]
     header = dict(machine_info(device), device=str(device), dtype=str(dtype).removeprefix("torch."),
-                  suites=suites, preset=preset_name)
+                  suites=suites, preset=preset_name, sizes=sizes)
     timer = CudaTimer(device) if device.type == "cuda" else CpuTimer()
     ceilings = header["ceilings"] = measure_ceilings(device, timer, preset) if device.type == "cuda" else None
     n_measurements = sum(len(PHASES) * (1 + sum(b.fn is not None for b in case.baselines)) for _, case in cases)
