@@ -24,7 +24,10 @@ tests_status=$?
 tail -15 "$OUT/tests.log"
 
 echo "::: benchmark"
-timeout 200 python3 -m xlstm_cuda.bench --device cuda --full --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
+plot_args=()
+python3 -c "import matplotlib" 2>/dev/null && plot_args=(--plot "$OUT/plots")
+timeout 200 python3 -m xlstm_cuda.bench --device cuda --full --json "$OUT/bench.json" "${plot_args[@]}" \
+  > "$OUT/bench.log" 2>&1
 bench_status=$?
 tail -40 "$OUT/bench.log"
 echo "tests exit $tests_status, benchmark exit $bench_status"
