@@ -14,9 +14,9 @@ except ImportError as error:  # pragma: no cover - only on a broken install
     ) from error
 
 from . import ops
-from .ops import mlstm_step, slstm
+from .ops import mlstm_chunkwise, mlstm_step, slstm
 
-__all__ = ["build_info", "mlstm_step", "ops", "slstm"]
+__all__ = ["build_info", "mlstm_chunkwise", "mlstm_step", "ops", "slstm"]
 
 try:
     __version__ = metadata.version("xlstm_cuda")

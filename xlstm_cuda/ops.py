@@ -89,6 +89,42 @@ class KernelOps:
             return slstm_backward(dh, d_last, x, R, b, trace)
 
         torch.library.register_autograd(f"{ns}::slstm_forward", backward, setup_context=setup_context)
+        if hasattr(self._ops, "mlstm_chunkwise_forward"):  # not in the emulation: no CUDA source yet
+            self._register_mlstm_chunkwise(ns)
+
+    def _register_mlstm_chunkwise(self, ns: str) -> None:
+        @torch.library.register_fake(f"{ns}::mlstm_chunkwise_forward")
+        def _(q, k, v, i, f, C, n, m, chunk_size, eps):
+            _check_one_device("mlstm_chunkwise", q, k, v, i, f, C, n, m)
+            B, NH, S, DQK = q.shape
+            chunks = -(-S // min(chunk_size, S))
+            return (q.new_empty(B, NH, S, v.shape[-1]), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m),
+                    C.new_empty(B, NH, chunks, DQK, v.shape[-1]), n.new_empty(B, NH, chunks, DQK),
+                    m.new_empty(B, NH, S))
+
+        @torch.library.register_fake(f"{ns}::mlstm_chunkwise_backward")
+        def _(dh, dC_T, dn_T, dm_T, q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all, chunk_size, eps):
+            return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(i),
+                    torch.empty_like(f), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m))
+
+        chunkwise_backward = self._ops.mlstm_chunkwise_backward
+
+        def setup_context(ctx, inputs, output):
+            h, C_T, n_T, m_T, C_starts, n_starts, m_all = output
+            ctx.save_for_backward(*inputs[:8], C_T, n_T, C_starts, n_starts, m_all)
+            ctx.chunk_size, ctx.eps = inputs[8], inputs[9]
+            ctx.mark_non_differentiable(C_starts, n_starts, m_all)
+            ctx.set_materialize_grads(False)  # the saved per-chunk states get no gradient
+
+        def backward(ctx, dh, dC, dn, dm, *_):
+            q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all = ctx.saved_tensors
+            dh = dh if dh is not None else q.new_zeros(*q.shape[:3], v.shape[-1])
+            dC, dn, dm = (g if g is not None else torch.zeros_like(s) for g, s in zip((dC, dn, dm), (C, n, m)))
+            grads = chunkwise_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all,
+                                       ctx.chunk_size, ctx.eps)
+            return (*grads, None, None)
+
+        torch.library.register_autograd(f"{ns}::mlstm_chunkwise_forward", backward, setup_context=setup_context)
 
     def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                    state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
@@ -137,6 +173,28 @@ class KernelOps:
         return h, tuple(last.unbind(0))
 
 
+    def mlstm_chunkwise(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
+                        initial_state: MlstmState | None = None, eps: float = 1e-6,
+                        chunk_size: int = 64) -> tuple[torch.Tensor, MlstmState]:
+        """The mLSTM over a sequence, chunkwise: q, k (B, NH, S, DHQK), v (B, NH, S, DHV), i, f
+        (B, NH, S) gate pre-activations, one dtype; initial_state (C, n, m) float32 (float64 for
+        float64 inputs), zeros when None. Returns h (B, NH, S, DHV) and the final state, exactly the
+        step form's (so mlstm_step can continue from it). Any S; memory linear in S (chunk-start
+        states are kept for the backward pass, not per-step states)."""
+        if q.dim() != 4:
+            raise RuntimeError(f"mlstm_chunkwise: q must have shape [B, NH, S, DHQK], got {list(q.shape)}")
+        if initial_state is None:
+            B, NH, _, DQK = q.shape
+            sd = _state_dtype(q.dtype)
+            initial_state = (q.new_zeros(B, NH, DQK, v.shape[-1], dtype=sd), q.new_zeros(B, NH, DQK, dtype=sd),
+                             q.new_zeros(B, NH, dtype=sd))
+        if not (isinstance(initial_state, (tuple, list)) and len(initial_state) == 3):
+            raise TypeError("mlstm_chunkwise: initial_state must be a tuple (C, n, m)")
+        h, C, n, m, *_ = self._ops.mlstm_chunkwise_forward(q, k, v, i, f, *initial_state, int(chunk_size), float(eps))
+        return h, (C, n, m)
+
+
 _kernels = KernelOps("xlstm_cuda")
 mlstm_step = _kernels.mlstm_step
+mlstm_chunkwise = _kernels.mlstm_chunkwise
 slstm = _kernels.slstm
