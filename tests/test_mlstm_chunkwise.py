@@ -1,0 +1,159 @@
+"""The chunkwise mLSTM op against python_ref (recurrent and parallel forms)."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import python_ref
+import xlstm_cuda
+from conftest import assert_close, generator, randn
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+# (B, NH, S, DHQK, DHV, chunk): S = 1, 63, 64, 65, 1000; DHQK != DHV; NH = 1 and 3; chunks 16, 64, 128
+SHAPES = [(1, 1, 1, 16, 32, 64), (2, 3, 63, 16, 32, 16), (1, 2, 64, 16, 32, 64), (2, 1, 65, 16, 32, 64),
+          (1, 3, 65, 8, 8, 128), (1, 1, 1000, 16, 32, 128)]
+
+
+def chunkwise_inputs(gen, B, NH, S, DQK, DV, dtype, with_state, device="cpu"):
+    q, k = randn(gen, B, NH, S, DQK, dtype=dtype), randn(gen, B, NH, S, DQK, dtype=dtype)
+    v = randn(gen, B, NH, S, DV, dtype=dtype)
+    i, f = randn(gen, B, NH, S, scale=2.0, dtype=dtype), randn(gen, B, NH, S, scale=2.0, shift=2.0, dtype=dtype)
+    state = None
+    if with_state:
+        sd = torch.float64 if dtype == torch.float64 else torch.float32
+        state = (randn(gen, B, NH, DQK, DV, dtype=sd), randn(gen, B, NH, DQK, dtype=sd), randn(gen, B, NH, dtype=sd))
+    return [t.to(device) for t in (q, k, v, i, f)], state and tuple(t.to(device) for t in state)
+
+
+def reference(inputs, state, dtype, form=python_ref.mlstm_recurrent):
+    leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in inputs]
+    st = None if state is None else [t.detach().cpu().to(dtype).requires_grad_(True) for t in state]
+    h, new_state = form(*leaves, st)
+    return leaves + (st or []), (h, *new_state)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("with_state", [True, False])
+def test_forward_and_gradients_match_reference(dtype, shape, with_state):
+    *sizes, chunk = shape
+    gen = generator("chunkwise", dtype, shape, with_state)
+    inputs, state = chunkwise_inputs(gen, *sizes, dtype, with_state)
+    leaves = inputs + list(state or ())
+    for t in leaves:
+        t.requires_grad_(True)
+    h, new_state = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=chunk)
+    outs = (h, *new_state)
+    assert h.dtype == dtype and all(s.dtype == torch.float32 for s in new_state)
+    upstream = [randn(gen, *o.shape, dtype=o.dtype) for o in outs]
+    grads = torch.autograd.grad(outs, leaves, upstream)
+    leaves64, outs64 = reference(inputs, state, torch.float64)
+    grads64 = torch.autograd.grad(outs64, leaves64, [u.double() for u in upstream])
+    # The same-dtype reference runs the chunkwise form too: its recurrent loop would take minutes at S = 1000.
+    form = lambda *a: python_ref.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
+    leaves_same, outs_same = reference(inputs, state, dtype, form)
+    grads_same = torch.autograd.grad(outs_same, leaves_same, upstream)
+    for name, out, ref, same in zip(["h", "C", "n", "m"], outs, outs64, outs_same):
+        assert_close(name, out, ref, same)
+    for name, g, ref, same in zip(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same):
+        assert_close(f"grad {name}", g, ref, same, grad=True)
+
+
+def test_gradcheck_float64():
+    gen = generator("chunkwise-gradcheck")
+    inputs, state = chunkwise_inputs(gen, 1, 2, 7, 3, 4, torch.float64, True)
+    leaves = [t.requires_grad_(True) for t in inputs + list(state)]
+
+    def fn(q, k, v, i, f, C, n, m):
+        h, (C1, n1, m1) = xlstm_cuda.mlstm_chunkwise(q, k, v, i, f, (C, n, m), chunk_size=3)
+        return h, C1, n1, m1
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+def test_agrees_with_parallel_form_without_eps():
+    gen = generator("chunkwise-parallel")
+    inputs, state = chunkwise_inputs(gen, 2, 2, 50, 8, 12, torch.float64, True)
+    h, st = xlstm_cuda.mlstm_chunkwise(*inputs, state, eps=0.0, chunk_size=16)
+    h_ref, st_ref = python_ref.mlstm_parallel(*inputs, state, eps=0.0)
+    assert_close("h", h, h_ref)
+    for name, a, b in zip("Cnm", st, st_ref):
+        assert_close(name, a, b)
+
+
+@pytest.mark.parametrize("gate", [50.0, -50.0, 1e4, -1e4])
+def test_extreme_gates_stay_finite(gate):
+    gen = generator("chunkwise-extreme", gate)
+    inputs, state = chunkwise_inputs(gen, 1, 2, 130, 8, 8, torch.float32, True)
+    inputs[3] = torch.full_like(inputs[3], gate)
+    inputs[4] = torch.full_like(inputs[4], -gate)
+    h, st = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=64)
+    assert torch.isfinite(h).all() and all(torch.isfinite(s).all() for s in st)
+
+
+def test_prefill_then_steps_equals_one_pass():
+    gen = generator("chunkwise-prefill")
+    inputs, state = chunkwise_inputs(gen, 2, 3, 40, 16, 32, torch.float32, True)
+    h_full, st_full = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=16)
+    _, st = xlstm_cuda.mlstm_chunkwise(*(t[:, :, :33] for t in inputs), state, chunk_size=16)
+    for t in range(33, 40):
+        h_t, st = xlstm_cuda.mlstm_step(*(x[:, :, t] for x in inputs), st)
+        assert_close(f"h[{t}]", h_t, h_full[:, :, t].double())
+    for name, a, b in zip("Cnm", st, st_full):
+        assert_close(name, a, b.double())
+
+
+def test_memory_grows_linearly_in_sequence_length():
+    # S = 16384, B = 1, NH = 2, D = 64: one S x S float32 matrix per head, as the parallel form builds,
+    # is 2 GiB. Forward + backward here must peak far below that (in a fresh process, for its peak RSS).
+    script = textwrap.dedent("""
+        import resource, torch, xlstm_cuda
+        B, NH, S, D = 1, 2, 16384, 64
+        q, k, v = (torch.randn(B, NH, S, D, requires_grad=True) for _ in range(3))
+        i = torch.randn(B, NH, S, requires_grad=True)
+        f = (torch.randn(B, NH, S) + 3).requires_grad_(True)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        h, (C, n, m) = xlstm_cuda.mlstm_chunkwise(q, k, v, i, f, chunk_size=64)
+        (h.square().mean() + C.sum()).backward()
+        assert torch.isfinite(q.grad).all() and torch.isfinite(f.grad).all()
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    grown = int(result.stdout.split()[-1])
+    assert grown < 512 * 2**20, f"forward + backward grew the peak RSS by {grown / 2**20:.0f} MiB"
+
+
+def test_bad_input_raises_clear_error():
+    gen = generator("chunkwise-bad")
+    (q, k, v, i, f), _ = chunkwise_inputs(gen, 1, 2, 5, 4, 4, torch.float32, False)
+    with pytest.raises(RuntimeError, match="k must have shape"):
+        xlstm_cuda.mlstm_chunkwise(q, k[:, :, :4], v, i, f)
+    with pytest.raises(RuntimeError, match="chunk_size must be >= 1"):
+        xlstm_cuda.mlstm_chunkwise(q, k, v, i, f, chunk_size=0)
+    with pytest.raises(RuntimeError, match="f must be"):
+        xlstm_cuda.mlstm_chunkwise(q, k, v, i, f.double())
+    with pytest.raises(RuntimeError, match="q must have shape"):
+        xlstm_cuda.mlstm_chunkwise(q[0], k, v, i, f)
+    with pytest.raises(RuntimeError, match="one device"):
+        xlstm_cuda.mlstm_chunkwise(q, k, v.to("meta"), i, f)
+
+
+def test_opcheck_and_compile():
+    gen = generator("chunkwise-opcheck")
+    inputs, state = chunkwise_inputs(gen, 1, 2, 9, 4, 6, torch.float32, True)
+    args = [t.requires_grad_(True) for t in inputs + list(state)]
+    torch.library.opcheck(torch.ops.xlstm_cuda.mlstm_chunkwise_forward.default, (*args, 4, 1e-6))
+
+    def fn(q, k, v, i, f, C, n, m):
+        h, (C1, n1, m1) = xlstm_cuda.mlstm_chunkwise(q * 1.5, k, v, i, f, (C, n, m), chunk_size=4)
+        return h.sum() + C1.sum()
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    compiled(*args).backward()
+    eager = [t.detach().clone().requires_grad_(True) for t in args]
+    fn(*eager).backward()
+    for a, b in zip(args, eager):
+        torch.testing.assert_close(a.grad, b.grad)
