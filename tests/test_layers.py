@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import generator, randn
-from xlstm_cuda.layers import CausalConv1d, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
+from xlstm_cuda.layers import CausalConv1d, mLSTMLayer, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
 
 
 def randomise(module, gen):
@@ -80,3 +80,43 @@ def test_bad_layer_configuration():
         sLSTMLayer(30, num_heads=4)
     with pytest.raises(ValueError, match="unknown bias_init"):
         sLSTMCell(2, 4, bias_init="bogus")
+
+
+def test_mlstm_layer_step_equals_forward():
+    gen = generator("mlstm-layer-step")
+    layer = mLSTMLayer(32, num_heads=4, chunk_size=4)
+    randomise(layer, gen)
+    x = randn(gen, 2, 11, 32)
+    y, state = layer(x)
+    assert y.shape == x.shape and state["mlstm"][0].shape == (2, 4, 16, 16)
+    step_state, ys = None, []
+    for t in range(x.shape[1]):
+        y_t, step_state = layer.step(x[:, t], step_state)
+        ys.append(y_t)
+    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-4, atol=1e-5)
+    for a, b in zip(step_state["mlstm"], state["mlstm"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_mlstm_layer_prefill_then_step_and_gradients():
+    gen = generator("mlstm-layer-prefill")
+    layer = mLSTMLayer(16, num_heads=2, chunk_size=8)
+    randomise(layer, gen)
+    x = randn(gen, 3, 20, 16)
+    y_full, _ = layer(x)
+    _, state = layer(x[:, :13])
+    for t in range(13, 20):
+        y_t, state = layer.step(x[:, t], state)
+        torch.testing.assert_close(y_t, y_full[:, t], rtol=1e-4, atol=1e-5)
+    (y_full * randn(gen, *y_full.shape)).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_mlstm_layer_widths_and_initialisation():
+    layer = mLSTMLayer(100, num_heads=4)
+    assert layer.inner == 256  # 2 * 100 rounded up to a multiple of 64
+    torch.testing.assert_close(layer.fgate.bias.detach(), torch.linspace(3.0, 6.0, 4))
+    assert torch.equal(layer.fgate.weight, torch.zeros_like(layer.fgate.weight))
+    with pytest.raises(ValueError, match="not divisible"):
+        mLSTMLayer(64, num_heads=5)

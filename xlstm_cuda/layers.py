@@ -30,6 +30,25 @@ class CausalConv1d(nn.Module):
         return y, padded[:, padded.shape[1] - (self.kernel_size - 1):]
 
 
+class HeadwiseLinear(nn.Module):
+    """Block-diagonal linear map: features split into blocks of block_size, each mapped by its own
+    block_size x block_size matrix."""
+
+    def __init__(self, dim: int, block_size: int, bias: bool = False):
+        super().__init__()
+        if dim % block_size:
+            raise ValueError(f"dim {dim} is not divisible by the block size {block_size}")
+        self.block_size = block_size
+        self.weight = nn.Parameter(torch.empty(dim // block_size, block_size, block_size))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+        nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * block_size)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = x.unflatten(-1, (-1, self.block_size))
+        y = torch.einsum("...bi,boi->...bo", blocks, self.weight).flatten(-2)
+        return y if self.bias is None else y + self.bias
+
+
 class MultiHeadNorm(nn.Module):
     """Group norm with one group per head: normalise each head's features, then a learnable scale."""
 
@@ -118,4 +137,81 @@ class sLSTMLayer(nn.Module):
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         """One token: x_t (B, D)."""
         y, state = self.forward(x_t.unsqueeze(1), state)
+        return y.squeeze(1), state
+
+
+class mLSTMCell(nn.Module):
+    """The mLSTM on given q, k, v and gate inputs: chunkwise over a sequence, the fused step for one
+    token. forward(q, k, v, i, f, state=None) with q, k (B, NH, S, DHQK), v (B, NH, S, DHV), i, f
+    (B, NH, S) -> (h (B, NH, S, DHV), state (C, n, m)); step takes one token (no S dimension)."""
+
+    def __init__(self, chunk_size: int = 64, eps: float = 1e-6):
+        super().__init__()
+        self.chunk_size, self.eps = chunk_size, eps
+
+    def forward(self, q, k, v, i, f, state: ops.MlstmState | None = None):
+        return ops.mlstm_chunkwise(q, k, v, i, f, state, self.eps, self.chunk_size)
+
+    def step(self, q, k, v, i, f, state: ops.MlstmState | None = None):
+        return ops.mlstm_step(q, k, v, i, f, state, self.eps)
+
+
+class mLSTMLayer(nn.Module):
+    """The mLSTM layer of the spec (pre up-projection block): up-projection to two branches of
+    width inner = proj_factor * D rounded up to a multiple of 64; on one, a causal depthwise conv +
+    SiLU feeds q and k (block-diagonal projections), v reads it before the conv; the gates i, f are
+    linear maps of concat(q, k, v) to one value per head; the mLSTM; multi-head group norm, a
+    learnable skip of the conv branch, gated by SiLU of the other branch; down-projection.
+
+    forward(x (B, S, D), state=None) -> (y (B, S, D), state); step(x_t (B, D), state) -> (y_t, state).
+    state is a dict: "conv" (B, kernel - 1, inner) and "mlstm" (C, n, m)."""
+
+    def __init__(self, embedding_dim: int, num_heads: int = 4, proj_factor: float = 2.0,
+                 conv1d_kernel_size: int = 4, qkv_proj_blocksize: int = 4, dropout: float = 0.0,
+                 bias: bool = False, chunk_size: int = 64):
+        super().__init__()
+        inner = math.ceil(proj_factor * embedding_dim / 64) * 64
+        if inner % num_heads:
+            raise ValueError(f"inner width {inner} is not divisible by num_heads {num_heads}")
+        self.embedding_dim, self.num_heads, self.inner = embedding_dim, num_heads, inner
+        self.up = nn.Linear(embedding_dim, 2 * inner, bias=bias)
+        self.conv = CausalConv1d(inner, conv1d_kernel_size)
+        self.q, self.k, self.v = (HeadwiseLinear(inner, qkv_proj_blocksize, bias) for _ in range(3))
+        self.igate, self.fgate = nn.Linear(3 * inner, num_heads), nn.Linear(3 * inner, num_heads)
+        self.cell = mLSTMCell(chunk_size)
+        self.norm = MultiHeadNorm(num_heads, inner // num_heads)
+        self.skip = nn.Parameter(torch.ones(inner))
+        self.down = nn.Linear(inner, embedding_dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+        with torch.no_grad():
+            self.igate.weight.zero_()
+            self.fgate.weight.zero_()
+            nn.init.normal_(self.igate.bias, std=0.1)
+            self.fgate.bias.copy_(torch.linspace(3.0, 6.0, num_heads))
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, S, inner) -> (B, NH, S, DH)
+        return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def _run(self, x: torch.Tensor, state: dict, cell) -> tuple[torch.Tensor, dict]:
+        x_m, z = self.up(x).chunk(2, dim=-1)
+        conv_out, conv_buffer = self.conv(x_m, state.get("conv"))
+        x_conv = F.silu(conv_out)
+        q, k, v = self.q(x_conv), self.k(x_conv), self.v(x_m)
+        qkv = torch.cat([q, k, v], dim=-1)
+        i, f = self.igate(qkv).transpose(1, 2), self.fgate(qkv).transpose(1, 2)  # (B, NH, S)
+        h, mlstm_state = cell(self._heads(q), self._heads(k), self._heads(v), i, f, state.get("mlstm"))
+        h = self.norm(h.transpose(1, 2))  # (B, S, inner)
+        y = self.down((h + self.skip * x_conv) * F.silu(z))
+        return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
+
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        return self._run(x, state or {}, self.cell)
+
+    def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """One token: x_t (B, D); the fused step kernel, O(1) memory in the tokens seen."""
+        def one_step(q, k, v, i, f, cell_state):
+            h, cell_state = self.cell.step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[:, :, 0], f[:, :, 0], cell_state)
+            return h.unsqueeze(2), cell_state
+
+        y, state = self._run(x_t.unsqueeze(1), state or {}, one_step)
         return y.squeeze(1), state
