@@ -219,6 +219,67 @@ def slstm_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[C
     return cases
 
 
+# ---- mLSTM chunkwise -----------------------------------------------------------------------------
+
+# (B, NH, S, DHQK, DHV, chunk): the CPU targets' head sizes (embedding 128, proj 2, 4 heads: 64) at
+# S = 256 and 2048; on the GPU the TFLA anchor (NH=16, DHQK=128, DHV=256, 65536 tokens).
+MLSTM_SIZES = {
+    "cpu": {"tiny": [(1, 2, 5, 4, 8, 2)], "quick": [(8, 4, 256, 64, 64, 64)],
+            "default": [(8, 4, 256, 64, 64, 64)],
+            "full": [(8, 4, 256, 64, 64, 64), (8, 4, 2048, 64, 64, 64), (1, 4, 16384, 64, 64, 64)]},
+    "cuda": {"tiny": [(1, 2, 5, 4, 8, 2)], "quick": [(8, 16, 8192, 128, 256, 128)],
+             "default": [(8, 16, 8192, 128, 256, 128), (1, 16, 65536, 128, 256, 128)],
+             "full": [(8, 16, 8192, 128, 256, 128), (1, 16, 65536, 128, 256, 128)]},
+}
+add_sweeps(MLSTM_SIZES, {"batch": 0, "seq": 2, "head": 3})
+
+
+def _adapt_mlstm_kernels_chunkwise(fn: Callable) -> Callable:
+    def call(q, k, v, i, f, chunk_size):
+        return fn(q, k, v, i, f, chunk_size=chunk_size)
+    return call
+
+
+def _sdpa_baseline() -> Baseline:
+    """Causal attention at the same q, k, v sizes (DHV as the value width)."""
+    return Baseline("sdpa", lambda q, k, v, i, f, chunk_size:
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+@suite("mlstm")
+def mlstm_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Case]:
+    cases = []
+    for B, NH, S, DQK, DV, L in MLSTM_SIZES[device.type].get(preset, []):
+        specs = [((B, NH, S, DQK), dtype, 0.0), ((B, NH, S, DQK), dtype, 0.0), ((B, NH, S, DV), dtype, 0.0),
+                 ((B, NH, S), dtype, 0.0), ((B, NH, S), dtype, 3.0)]
+        baselines = [
+            Baseline("python_ref", lambda q, k, v, i, f, chunk_size:
+                     python_ref.mlstm_chunkwise(*(x.float() for x in (q, k, v, i, f)), chunk_size=chunk_size)),
+            _sdpa_baseline(),
+            optional_baseline("mlstm_kernels", "mlstm_kernels.torch.chunkwise",
+                              "mlstm_chunkwise__xl_chunk" if device.type == "cuda" else "mlstm_chunkwise__native_custbw",
+                              _adapt_mlstm_kernels_chunkwise),
+        ]
+        if S * S * B * NH <= 2**28:  # the quadratic form's S x S matrices, only where they fit
+            baselines.insert(1, Baseline("python_ref_parallel", lambda q, k, v, i, f, chunk_size:
+                                         python_ref.mlstm_parallel(*(x.float() for x in (q, k, v, i, f)))))
+        # perf-anchors.md: forward FLOPs per token and head; forward + backward about 3.4 times that.
+        flops = B * S * NH * (4 * DQK * DV + 2 * DQK * DV / L + 2 * 0.5 * L * (DQK + DV))
+        cases.append(Case(
+            name="mlstm_chunkwise", params=dict(B=B, NH=NH, S=S, DHQK=DQK, DHV=DV, chunk=L), tokens=B * S,
+            flops_fwd=flops, flops_fwd_bwd=3.4 * flops,
+            make_inputs=lambda specs=specs, seed=S + DQK: random_inputs(seed, device, *specs),
+            kernel=lambda q, k, v, i, f, L=L: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=L),
+            baselines=[_bind_chunk(b, L) for b in baselines]))
+    return cases
+
+
+def _bind_chunk(baseline: Baseline, chunk_size: int) -> Baseline:
+    if baseline.fn is None:
+        return baseline
+    return Baseline(baseline.name, lambda *inputs, fn=baseline.fn: fn(*inputs, chunk_size=chunk_size))
+
+
 # (B, S, embedding, heads)
 LAYER_SIZES = {
     "cpu": {"tiny": [(2, 3, 8, 2)], "quick": [(8, 64, 128, 4)], "default": [(8, 256, 128, 4)],
@@ -227,27 +288,48 @@ LAYER_SIZES = {
              "full": [(16, 1024, 768, 12), (16, 1024, 768, 6)]},
 }
 add_sweeps(LAYER_SIZES, {"batch": 0, "seq": 1})
+# The mLSTM issue's CPU targets: B = 8, embedding 128, 4 heads at S = 256 and 2048.
+MLSTM_LAYER_SIZES = {
+    "cpu": {"tiny": [(2, 3, 8, 2)], "quick": [(8, 64, 128, 4)], "default": [(8, 256, 128, 4)],
+            "full": [(8, 256, 128, 4), (8, 2048, 128, 4)]},
+    "cuda": {"tiny": [(2, 3, 8, 2)], "quick": [(16, 2048, 1024, 8)], "default": [(16, 2048, 1024, 8)],
+             "full": [(16, 2048, 1024, 8), (4, 8192, 1024, 8)]},
+}
+add_sweeps(MLSTM_LAYER_SIZES, {"batch": 0, "seq": 1})
 
 
-def _reference_slstm_layer(E: int, NH: int, device: torch.device, dtype: torch.dtype) -> Baseline:
-    """The reference package's sLSTMLayer: its 'vanilla' (PyTorch loop) backend on the CPU, its CUDA
-    backend on the GPU."""
+def _reference_layer(make: Callable, device: torch.device, dtype: torch.dtype) -> Baseline:
+    """A layer of the reference package, built by make(xlstm dtype name), when it is installed."""
     if importlib.util.find_spec("xlstm") is None:
         return Baseline("xlstm", None, "not installed")
     try:
-        from xlstm.blocks.slstm.layer import sLSTMLayer, sLSTMLayerConfig
         name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
-        config = sLSTMLayerConfig(embedding_dim=E, num_heads=NH, conv1d_kernel_size=4, dtype=name,
-                                  backend="cuda" if device.type == "cuda" else "vanilla")
-        layer = sLSTMLayer(config).to(device, dtype)
+        layer = make(name).to(device, dtype)
     except Exception as error:  # a baseline that cannot be built is reported, not fatal
         return Baseline("xlstm", None, f"does not build here: {type(error).__name__}: {error}"[:200])
     return Baseline("xlstm", lambda x: layer(x))
 
 
+def _reference_slstm_layer(E: int, NH: int, device: torch.device, dtype: torch.dtype) -> Baseline:
+    """The reference sLSTMLayer: its 'vanilla' (PyTorch loop) backend on the CPU, CUDA on the GPU."""
+    def make(dtype_name):
+        from xlstm.blocks.slstm.layer import sLSTMLayer, sLSTMLayerConfig
+        return sLSTMLayer(sLSTMLayerConfig(embedding_dim=E, num_heads=NH, conv1d_kernel_size=4, dtype=dtype_name,
+                                           backend="cuda" if device.type == "cuda" else "vanilla"))
+    return _reference_layer(make, device, dtype)
+
+
+def _reference_mlstm_layer(E: int, NH: int, S: int, device: torch.device, dtype: torch.dtype) -> Baseline:
+    """The reference mLSTMLayer (its parallel form)."""
+    def make(_):
+        from xlstm.blocks.mlstm.layer import mLSTMLayer, mLSTMLayerConfig
+        return mLSTMLayer(mLSTMLayerConfig(embedding_dim=E, num_heads=NH, context_length=S))
+    return _reference_layer(make, device, dtype)
+
+
 @suite("layer")
 def layer_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[Case]:
-    from ..layers import sLSTMLayer
+    from ..layers import mLSTMLayer, sLSTMLayer
 
     cases = []
     for B, S, E, NH in LAYER_SIZES[device.type].get(preset, []):
@@ -260,4 +342,14 @@ def layer_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[C
             tokens=B * S, flops_fwd=flops, flops_fwd_bwd=3 * flops,
             make_inputs=lambda B=B, S=S, E=E, seed=S + E: random_inputs(seed, device, ((B, S, E), dtype, 0.0)),
             kernel=lambda x, layer=layer: layer(x)[0], baselines=baselines))
+    for B, S, E, NH in MLSTM_LAYER_SIZES[device.type].get(preset, []):
+        layer = mLSTMLayer(E, NH).to(device, dtype)
+        inner, DH = layer.inner, layer.inner // NH
+        flops = B * S * (2 * E * 2 * inner + 2 * inner * E + NH * (4 * DH * DH + 2 * 32 * 2 * DH))
+        cases.append(Case(
+            name="mLSTMLayer", params=dict(B=B, S=S, E=E, NH=NH), tokens=B * S, flops_fwd=flops,
+            flops_fwd_bwd=3 * flops,
+            make_inputs=lambda B=B, S=S, E=E, seed=S + E + 1: random_inputs(seed, device, ((B, S, E), dtype, 0.0)),
+            kernel=lambda x, layer=layer: layer(x)[0],
+            baselines=[_reference_mlstm_layer(E, NH, S, device, dtype), _lstm_baseline(E, device, dtype, lambda x: x)]))
     return cases
