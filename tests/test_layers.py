@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import generator, randn
-from xlstm_cuda.layers import CausalConv1d, mLSTMLayer, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
+from xlstm_cuda.layers import CausalConv1d, HeadwiseLinear, mLSTMLayer, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
 
 
 def randomise(module, gen):
@@ -59,6 +59,15 @@ def test_slstm_cell_initialisation():
     torch.testing.assert_close(cell.b[:, 1], forget)
     assert forget[0, 0].item() == pytest.approx(5.0) and forget[0, -1].item() == pytest.approx(-7.0)
     assert torch.equal(cell.b[:, [0, 2, 3]], torch.zeros(2, 3, 5))
+
+
+def test_headwise_linear_is_block_diagonal():
+    gen = generator("headwise")
+    layer = HeadwiseLinear(12, 4)
+    randomise(layer, gen)
+    x = randn(gen, 5, 12)
+    dense = torch.block_diag(*layer.weight.detach())
+    torch.testing.assert_close(layer(x), x @ dense.T)
 
 
 def test_causal_conv_is_causal_and_streams():
@@ -116,7 +125,7 @@ def test_mlstm_layer_prefill_then_step_and_gradients():
 def test_mlstm_layer_widths_and_initialisation():
     layer = mLSTMLayer(100, num_heads=4)
     assert layer.inner == 256  # 2 * 100 rounded up to a multiple of 64
-    torch.testing.assert_close(layer.fgate.bias.detach(), torch.linspace(3.0, 6.0, 4))
-    assert torch.equal(layer.fgate.weight, torch.zeros_like(layer.fgate.weight))
+    torch.testing.assert_close(layer.gates.bias[4:].detach(), torch.linspace(3.0, 6.0, 4))  # forget gates
+    assert torch.equal(layer.gates.weight, torch.zeros_like(layer.gates.weight))
     with pytest.raises(ValueError, match="not divisible"):
         mLSTMLayer(64, num_heads=5)
