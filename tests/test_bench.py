@@ -108,19 +108,25 @@ def test_bench_measures_installed_reference_packages(tmp_path, capsys, fake_refe
     assert "skipped" not in table
 
 
-def test_bench_slstm_suites(tmp_path, capsys):
+def test_bench_sequence_suites(tmp_path, capsys):
     report, table, _ = run_bench(tmp_path, capsys, "--suite", "slstm")
+    report_mlstm, table_mlstm, _ = run_bench(tmp_path, capsys, "--suite", "mlstm")
     report_layer, table_layer, _ = run_bench(tmp_path, capsys, "--suite", "layer")
-    assert [c["name"] for c in report["cases"]] == ["slstm"] and [c["name"] for c in report_layer["cases"]] == ["sLSTMLayer"]
+    assert [c["name"] for c in report["cases"]] == ["slstm"]
+    assert [c["name"] for c in report_mlstm["cases"]] == ["mlstm_chunkwise"]
+    assert [c["name"] for c in report_layer["cases"]] == ["sLSTMLayer", "mLSTMLayer"]
     for case in report["cases"]:
         assert case["params"]["path"] == "cpu"
         for name in ("python_ref", "nn.LSTM"):
+            assert set(case["baselines"][name]["ratio"]) == {"fwd", "fwd_bwd"}
+    for case in report_mlstm["cases"]:
+        for name in ("python_ref", "python_ref_parallel", "sdpa"):
             assert set(case["baselines"][name]["ratio"]) == {"fwd", "fwd_bwd"}
     for case in report_layer["cases"]:
         assert set(case["baselines"]["nn.LSTM"]["ratio"]) == {"fwd", "fwd_bwd"}
         reference = case["baselines"]["xlstm"]  # measured where the reference package is installed
         assert set(reference.get("ratio", {})) == {"fwd", "fwd_bwd"} or "skipped" in reference
-    assert "vs nn.LSTM" in table and "vs nn.LSTM" in table_layer
+    assert "vs nn.LSTM" in table and "vs sdpa" in table_mlstm and "vs nn.LSTM" in table_layer
 
 
 def test_bench_sweep_and_plots(tmp_path, capsys):
