@@ -17,12 +17,24 @@ inline int64_t slstm_bwd_smem_floats(int64_t dh, bool r_shared) {
   return (r_shared ? 4 * dh * dh : 0) + kSlstmBatchTile * 7 * dh;  // d_raw, dh, dc, dn
 }
 
+// What a block works on: head h, batch rows b0 .. b0 + rows - 1; and its thread layout.
+struct SlstmBlock {
+  int DH, G, tid, T, rows;
+  int64_t h, b0;
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ SlstmBlock slstm_block(const SlstmParams<scalar_t, float>& p) {
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * kSlstmBatchTile;
+  const int rows = static_cast<int>(p.batch - b0 < kSlstmBatchTile ? p.batch - b0 : kSlstmBatchTile);
+  const int DH = static_cast<int>(p.dh);
+  return {DH, 4 * DH, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), rows, blockIdx.x, b0};
+}
+
 template <typename scalar_t, bool kRShared>
 __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
   XLSTM_DYNAMIC_SHARED(float, smem);
-  const int DH = static_cast<int>(p.dh), G = 4 * DH, tid = threadIdx.x, T = blockDim.x;
-  const int64_t h = blockIdx.x, b0 = static_cast<int64_t>(blockIdx.y) * kSlstmBatchTile;
-  const int rows = static_cast<int>(p.batch - b0 < kSlstmBatchTile ? p.batch - b0 : kSlstmBatchTile);
+  const auto [DH, G, tid, T, rows, h, b0] = slstm_block(p);
   float* R_s = smem;
   float* h_s = smem + (kRShared ? DH * G : 0);  // h[t-1] of the tile
   float* raw_s = h_s + kSlstmBatchTile * DH;    // the step's pre-activations
@@ -76,9 +88,7 @@ __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
 template <typename scalar_t, bool kRShared>
 __global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
   XLSTM_DYNAMIC_SHARED(float, smem);
-  const int DH = static_cast<int>(p.dh), G = 4 * DH, tid = threadIdx.x, T = blockDim.x;
-  const int64_t h = blockIdx.x, b0 = static_cast<int64_t>(blockIdx.y) * kSlstmBatchTile;
-  const int rows = static_cast<int>(p.batch - b0 < kSlstmBatchTile ? p.batch - b0 : kSlstmBatchTile);
+  const auto [DH, G, tid, T, rows, h, b0] = slstm_block(p);
   const int64_t BND = p.batch * p.heads * DH;
   float* RT_s = smem;
   float* dr_s = smem + (kRShared ? G * DH : 0);   // the step's d_raw, (tile, G)

@@ -72,3 +72,9 @@ def assert_close(name, out, ref64, ref_same_dtype=None, *, grad=False):
     else:
         bound = min(base, max(2 * same_err, 1e-5)) if low_precision else base
     assert err < bound, f"{name}: relative error {err:.3g} >= {bound:.3g} (python_ref in the same dtype: {same_err:.3g})"
+
+
+def assert_all_close(names, outs, refs64, refs_same, *, grad=False):
+    """assert_close for each named output (or gradient, with grad=True)."""
+    for name, out, ref, same in zip(names, outs, refs64, refs_same):
+        assert_close(f"grad {name}" if grad else name, out, ref, same, grad=grad)

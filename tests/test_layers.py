@@ -14,20 +14,25 @@ def randomise(module, gen):
             p.copy_(randn(gen, *p.shape, scale=0.3, shift=1.0 if name.startswith("norm") else 0.0))
 
 
-@pytest.mark.parametrize("conv", [4, 0])
-def test_slstm_layer_step_equals_forward(conv):
-    gen = generator("slstm-layer-step", conv)
-    layer = sLSTMLayer(24, num_heads=3, conv1d_kernel_size=conv)
-    randomise(layer, gen)
-    x = randn(gen, 2, 11, 24)
+def assert_step_equals_forward(layer, x, cell: str, rtol: float):
+    """Token-by-token step() reproduces forward() over the sequence, outputs and cell state."""
     y, state = layer(x)
     step_state, ys = None, []
     for t in range(x.shape[1]):
         y_t, step_state = layer.step(x[:, t], step_state)
         ys.append(y_t)
-    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-5, atol=1e-5)
-    for a, b in zip(step_state["slstm"], state["slstm"]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=rtol, atol=1e-5)
+    for a, b in zip(step_state[cell], state[cell]):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=1e-5)
+    return y, state
+
+
+@pytest.mark.parametrize("conv", [4, 0])
+def test_slstm_layer_step_equals_forward(conv):
+    gen = generator("slstm-layer-step", conv)
+    layer = sLSTMLayer(24, num_heads=3, conv1d_kernel_size=conv)
+    randomise(layer, gen)
+    assert_step_equals_forward(layer, randn(gen, 2, 11, 24), "slstm", rtol=1e-5)
 
 
 def test_slstm_layer_prefill_then_step():
@@ -96,15 +101,8 @@ def test_mlstm_layer_step_equals_forward():
     layer = mLSTMLayer(32, num_heads=4, chunk_size=4)
     randomise(layer, gen)
     x = randn(gen, 2, 11, 32)
-    y, state = layer(x)
+    y, state = assert_step_equals_forward(layer, x, "mlstm", rtol=1e-4)
     assert y.shape == x.shape and state["mlstm"][0].shape == (2, 4, 16, 16)
-    step_state, ys = None, []
-    for t in range(x.shape[1]):
-        y_t, step_state = layer.step(x[:, t], step_state)
-        ys.append(y_t)
-    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-4, atol=1e-5)
-    for a, b in zip(step_state["mlstm"], state["mlstm"]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_mlstm_layer_prefill_then_step_and_gradients():

@@ -8,7 +8,7 @@ import torch
 
 import python_ref
 import xlstm_cuda
-from conftest import assert_close, generator, randn
+from conftest import assert_all_close, assert_close, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, NH, S, DHQK, DHV, chunk): S = 1, 63, 64, 65, 1000; DHQK != DHV; NH = 1 and 3; chunks 16, 64, 128
@@ -55,10 +55,8 @@ def test_forward_and_gradients_match_reference(dtype, shape, with_state):
     form = lambda *a: python_ref.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
     leaves_same, outs_same = reference(inputs, state, dtype, form)
     grads_same = torch.autograd.grad(outs_same, leaves_same, upstream)
-    for name, out, ref, same in zip(["h", "C", "n", "m"], outs, outs64, outs_same):
-        assert_close(name, out, ref, same)
-    for name, g, ref, same in zip(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same):
-        assert_close(f"grad {name}", g, ref, same, grad=True)
+    assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
+    assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
 
 
 def test_gradcheck_float64():

@@ -4,7 +4,7 @@ import torch
 
 import python_ref
 import xlstm_cuda
-from conftest import BACKENDS, assert_close, generator, randn
+from conftest import BACKENDS, assert_all_close, assert_close, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, NH, DHQK, DHV): odd sizes, DHQK != DHV, DHV past one sweep of a 256-thread block
@@ -52,10 +52,8 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state
     grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
     ins_same, st_same, outs_same = reference(inputs, state, dtype)
     grads_same = torch.autograd.grad(outs_same, ins_same + list(st_same or ()), [u.cpu() for u in upstream])
-    for name, out, ref, same in zip(["h", "C", "n", "m"], outs, outs64, outs_same):
-        assert_close(name, out, ref, same)
-    for name, g, ref, same in zip(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same):
-        assert_close(f"grad {name}", g, ref, same, grad=True)
+    assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
+    assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
 
 
 def test_cpu_kernel_gradcheck_float64():

@@ -4,7 +4,7 @@ import torch
 
 import python_ref
 import xlstm_cuda
-from conftest import BACKENDS, assert_close, generator, randn
+from conftest import BACKENDS, assert_all_close, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, S, NH, DH): B = 1, S = 1, NH = 1 and 3, DH = 8, 24, 64 (R in shared memory) and 128 (R from L2)
@@ -49,11 +49,8 @@ def check_against_reference(backend, x, R, b, state, gen):
     grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
     leaves_same, outs_same, m_same = reference(x, R, b, state, dtype)
     grads_same = torch.autograd.grad(outs_same, leaves_same, [u.cpu() for u in upstream])
-    for name, out, ref, same in zip(["h", "h_T", "c_T", "n_T"], outs, outs64, outs_same):
-        assert_close(name, out, ref, same)
-    assert_close("m_T", last[3], m64, m_same)
-    for name, g, ref, same in zip(["x", "R", "b", "h0", "c0", "n0"], grads, grads64, grads_same):
-        assert_close(f"grad {name}", g, ref, same, grad=True)
+    assert_all_close(["h", "h_T", "c_T", "n_T", "m_T"], [*outs, last[3]], [*outs64, m64], [*outs_same, m_same])
+    assert_all_close(["x", "R", "b", "h0", "c0", "n0"], grads, grads64, grads_same, grad=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)
