@@ -35,16 +35,21 @@ def test_slstm_layer_step_equals_forward(conv):
     assert_step_equals_forward(layer, randn(gen, 2, 11, 24), "slstm", rtol=1e-5)
 
 
+def assert_prefill_then_step(layer, x, prefill: int, rtol: float):
+    """forward() over the first tokens, then step() token by token, reproduces one forward()."""
+    y_full, _ = layer(x)
+    _, state = layer(x[:, :prefill])
+    for t in range(prefill, x.shape[1]):
+        y_t, state = layer.step(x[:, t], state)
+        torch.testing.assert_close(y_t, y_full[:, t], rtol=rtol, atol=1e-5)
+    return y_full
+
+
 def test_slstm_layer_prefill_then_step():
     gen = generator("slstm-layer-prefill")
     layer = sLSTMLayer(16, num_heads=2)
     randomise(layer, gen)
-    x = randn(gen, 3, 9, 16)
-    y_full, _ = layer(x)
-    _, state = layer(x[:, :6])
-    for t in range(6, 9):
-        y_t, state = layer.step(x[:, t], state)
-        torch.testing.assert_close(y_t, y_full[:, t], rtol=1e-5, atol=1e-5)
+    assert_prefill_then_step(layer, randn(gen, 3, 9, 16), 6, rtol=1e-5)
 
 
 def test_slstm_layer_gradients_reach_every_parameter():
@@ -109,12 +114,7 @@ def test_mlstm_layer_prefill_then_step_and_gradients():
     gen = generator("mlstm-layer-prefill")
     layer = mLSTMLayer(16, num_heads=2, chunk_size=8)
     randomise(layer, gen)
-    x = randn(gen, 3, 20, 16)
-    y_full, _ = layer(x)
-    _, state = layer(x[:, :13])
-    for t in range(13, 20):
-        y_t, state = layer.step(x[:, t], state)
-        torch.testing.assert_close(y_t, y_full[:, t], rtol=1e-4, atol=1e-5)
+    y_full = assert_prefill_then_step(layer, randn(gen, 3, 20, 16), 13, rtol=1e-4)
     (y_full * randn(gen, *y_full.shape)).sum().backward()
     for name, p in layer.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
