@@ -18,6 +18,23 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _mlstm_state(state, q: torch.Tensor, v: torch.Tensor, op: str, argument: str) -> MlstmState:
+    """The given (C, n, m), or the zero state for q and v's sizes."""
+    if state is None:
+        B, NH, DQK = q.shape[0], q.shape[1], q.shape[-1]
+        sd = _state_dtype(q.dtype)
+        return (q.new_zeros(B, NH, DQK, v.shape[-1], dtype=sd), q.new_zeros(B, NH, DQK, dtype=sd),
+                q.new_zeros(B, NH, dtype=sd))
+    if not (isinstance(state, (tuple, list)) and len(state) == 3):
+        raise TypeError(f"{op}: {argument} must be a tuple (C, n, m)")
+    return tuple(state)
+
+
+def _state_grads(grads, states):
+    """Gradients of the returned state, zeros where autograd passes None (the state was unused)."""
+    return tuple(g if g is not None else torch.zeros_like(s) for g, s in zip(grads, states))
+
+
 def _check_one_device(op: str, *tensors: torch.Tensor) -> None:
     """The C++ entry points check this too; fake (meta) calls reach only this check."""
     devices = sorted({str(t.device) for t in tensors})
@@ -55,7 +72,7 @@ class KernelOps:
         def backward(ctx, dh, dC, dn, dm):
             q, k, v, i, f, C, n, m = ctx.saved_tensors
             dh = dh if dh is not None else q.new_zeros(*q.shape[:2], v.shape[-1])
-            dC, dn, dm = (g if g is not None else torch.zeros_like(s) for g, s in zip((dC, dn, dm), (C, n, m)))
+            dC, dn, dm = _state_grads((dC, dn, dm), (C, n, m))
             return (*step_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, ctx.eps), None)
 
         torch.library.register_autograd(f"{ns}::mlstm_step", backward, setup_context=setup_context)
@@ -119,7 +136,7 @@ class KernelOps:
         def backward(ctx, dh, dC, dn, dm, *_):
             q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all = ctx.saved_tensors
             dh = dh if dh is not None else q.new_zeros(*q.shape[:3], v.shape[-1])
-            dC, dn, dm = (g if g is not None else torch.zeros_like(s) for g, s in zip((dC, dn, dm), (C, n, m)))
+            dC, dn, dm = _state_grads((dC, dn, dm), (C, n, m))
             grads = chunkwise_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all,
                                        ctx.chunk_size, ctx.eps)
             return (*grads, None, None)
@@ -132,16 +149,9 @@ class KernelOps:
         pre-activations, all one dtype (float32, bfloat16, float16; float64 on the CPU);
         state (C (B, NH, DHQK, DHV), n (B, NH, DHQK), m (B, NH)) in float32 (float64 for float64
         inputs), zeros when None. Returns h (B, NH, DHV) and the new state."""
-        if state is None:
-            B, NH, DQK = q.shape
-            sd = _state_dtype(q.dtype)
-            state = (q.new_zeros(B, NH, DQK, v.shape[-1], dtype=sd), q.new_zeros(B, NH, DQK, dtype=sd),
-                     q.new_zeros(B, NH, dtype=sd))
-        if not (isinstance(state, (tuple, list)) and len(state) == 3):
-            raise TypeError("mlstm_step: state must be a tuple (C, n, m)")
+        state = _mlstm_state(state, q, v, "mlstm_step", "state")
         h, C, n, m = self._ops.mlstm_step(q, k, v, i, f, *state, float(eps))
         return h, (C, n, m)
-
 
     def slstm(self, x_gates: torch.Tensor, R: torch.Tensor, b: torch.Tensor,
               initial_state: SlstmState | None = None) -> tuple[torch.Tensor, SlstmState]:
@@ -183,13 +193,7 @@ class KernelOps:
         states are kept for the backward pass, not per-step states)."""
         if q.dim() != 4:
             raise RuntimeError(f"mlstm_chunkwise: q must have shape [B, NH, S, DHQK], got {list(q.shape)}")
-        if initial_state is None:
-            B, NH, _, DQK = q.shape
-            sd = _state_dtype(q.dtype)
-            initial_state = (q.new_zeros(B, NH, DQK, v.shape[-1], dtype=sd), q.new_zeros(B, NH, DQK, dtype=sd),
-                             q.new_zeros(B, NH, dtype=sd))
-        if not (isinstance(initial_state, (tuple, list)) and len(initial_state) == 3):
-            raise TypeError("mlstm_chunkwise: initial_state must be a tuple (C, n, m)")
+        initial_state = _mlstm_state(initial_state, q, v, "mlstm_chunkwise", "initial_state")
         h, C, n, m, *_ = self._ops.mlstm_chunkwise_forward(q, k, v, i, f, *initial_state, int(chunk_size), float(eps))
         return h, (C, n, m)
 
