@@ -1,4 +1,4 @@
-// Fiber scheduler behind cuda_sim.h: one block at a time, its threads as ucontext fibers.
+// Fiber scheduler behind cuda_sim.h: one block at a time, its threads as fibers.
 #include "cuda_sim.h"
 
 #include <sys/mman.h>
@@ -15,12 +15,87 @@
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define XLSTM_SIM_ASAN 1
 #endif
 
+// Fiber context switches. swapcontext saves and restores the signal mask with a system call on
+// every switch, which dominated the emulation's run time; on x86-64 a switch here is the
+// callee-saved registers, the SSE and x87 control words and the stack pointer (System V ABI).
+#if defined(__x86_64__)
+extern "C" void xlstm_sim_switch_stack(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .p2align 4
+  .globl xlstm_sim_switch_stack
+  .hidden xlstm_sim_switch_stack
+  .type xlstm_sim_switch_stack, @function
+xlstm_sim_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size xlstm_sim_switch_stack, .-xlstm_sim_switch_stack
+)");
+#endif
+
 namespace xlstm_sim {
 namespace {
+
+#if defined(__x86_64__)
+struct FiberContext {
+  void* sp = nullptr;
+};
+
+void switch_context(FiberContext& from, FiberContext& to) { xlstm_sim_switch_stack(&from.sp, to.sp); }
+
+// A context that starts entry (which must never return) on the given stack, with the control
+// words' default values. The stack may hold the redzones of an earlier fiber's frames, which
+// AddressSanitizer's swapcontext interceptor would have cleared.
+void start_context(FiberContext& c, void* stack, size_t bytes, void (*entry)()) {
+#ifdef XLSTM_SIM_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(stack, bytes);
+#endif
+  auto* sp = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t(15));
+  *--sp = 0;                                  // entry's return address: none
+  *--sp = reinterpret_cast<uint64_t>(entry);  // where the switch's ret goes
+  for (int reg = 0; reg < 6; ++reg) *--sp = 0;
+  *--sp = 0x037F00001F80ull;  // MXCSR 0x1F80, x87 control word 0x037F
+  c.sp = sp;
+}
+#else
+struct FiberContext {
+  ucontext_t uc;
+};
+
+void switch_context(FiberContext& from, FiberContext& to) { swapcontext(&from.uc, &to.uc); }
+
+void start_context(FiberContext& c, void* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
 
 constexpr size_t kFiberStackBytes = 512 * 1024;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
@@ -28,7 +103,7 @@ constexpr unsigned kMaxThreadsPerBlock = 1024;
 enum class FiberState { runnable, at_block_barrier, at_warp_barrier, done };
 
 struct Fiber {
-  ucontext_t context;
+  FiberContext context;
   void* stack = nullptr;
   ThreadContext thread;
   FiberState state = FiberState::done;
@@ -45,7 +120,7 @@ struct Warp {
 struct Scheduler {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
-  ucontext_t scheduler_context;
+  FiberContext scheduler_context;
   const std::function<void()>* body = nullptr;
   std::unique_ptr<unsigned char[]> dynamic_smem;
   unsigned existing_lanes_last_warp = 0;  // lane mask of a partial last warp
@@ -70,7 +145,7 @@ void switch_to_scheduler(Scheduler& s, Fiber& f, bool exiting) {
 #else
   (void)exiting;
 #endif
-  swapcontext(&f.context, &s.scheduler_context);
+  switch_context(f.context, s.scheduler_context);
 #ifdef XLSTM_SIM_ASAN
   __sanitizer_finish_switch_fiber(f.asan_fake_stack, &s.scheduler_stack_bottom, &s.scheduler_stack_size);
 #endif
@@ -96,7 +171,7 @@ void run_fiber(Scheduler& s, Fiber& f) {
 #ifdef XLSTM_SIM_ASAN
   __sanitizer_start_switch_fiber(&s.scheduler_fake_stack, f.stack, kFiberStackBytes);
 #endif
-  swapcontext(&s.scheduler_context, &f.context);
+  switch_context(s.scheduler_context, f.context);
 #ifdef XLSTM_SIM_ASAN
   __sanitizer_finish_switch_fiber(s.scheduler_fake_stack, nullptr, nullptr);
 #endif
@@ -279,11 +354,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::functio
               f.collectives = 0;
               f.warp_mask = 0;
               f.stack = stacks.get(t);
-              getcontext(&f.context);
-              f.context.uc_stack.ss_sp = f.stack;
-              f.context.uc_stack.ss_size = kFiberStackBytes;
-              f.context.uc_link = nullptr;
-              makecontext(&f.context, fiber_entry, 0);
+              start_context(f.context, f.stack, kFiberStackBytes, fiber_entry);
             }
         run_block(s, rng);
       }
