@@ -11,7 +11,6 @@ namespace xlstm {
 using Tensor = at::Tensor;
 using Tensors3 = std::tuple<Tensor, Tensor, Tensor>;
 using Tensors4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
-using Tensors7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 using Tensors8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 #define XLSTM_MLSTM_STEP_DECLARE(suffix)                                                                       \
@@ -39,16 +38,22 @@ XLSTM_SLSTM_DECLARE(cuda)
 #undef XLSTM_MLSTM_STEP_DECLARE
 #undef XLSTM_SLSTM_DECLARE
 
-// mLSTM chunkwise (ATen operations, any device): (h, C_T, n_T, m_T, then for the backward: the
-// state at every chunk start C_starts (B, NH, chunks, DQK, DV), n_starts, and m after every step
-// m_all (B, NH, S)); its backward: (dq, dk, dv, di, df, dC0, dn0, dm0).
-Tensors7 mlstm_chunkwise_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i, const Tensor& f,
-                                 const Tensor& C0, const Tensor& n0, const Tensor& m0, int64_t chunk_size, double eps);
-Tensors8 mlstm_chunkwise_backward(const Tensor& dh, const Tensor& dC_T, const Tensor& dn_T, const Tensor& dm_T,
-                                  const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i, const Tensor& f,
-                                  const Tensor& C0, const Tensor& n0, const Tensor& m0, const Tensor& C_T,
-                                  const Tensor& n_T, const Tensor& C_starts, const Tensor& n_starts,
-                                  const Tensor& m_all, int64_t chunk_size, double eps);
+// mLSTM chunkwise: (h, C_T, n_T, m_T, then for the backward: the state at every chunk start
+// C_starts (B, NH, chunks, DQK, DV), n_starts, and m and q·n of every step, m_all and qn_all
+// (B, NH, S)); its backward: (dq, dk, dv, di, df, dC0, dn0, dm0).
+#define XLSTM_MLSTM_CHUNKWISE_DECLARE(suffix)                                                                        \
+  Tensors8 mlstm_chunkwise_forward_##suffix(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i,        \
+                                            const Tensor& f, const Tensor& C0, const Tensor& n0, const Tensor& m0,     \
+                                            int64_t chunk_size, double eps);                                            \
+  Tensors8 mlstm_chunkwise_backward_##suffix(                                                                           \
+      const Tensor& dh, const Tensor& dC_T, const Tensor& dn_T, const Tensor& dm_T, const Tensor& q, const Tensor& k,  \
+      const Tensor& v, const Tensor& i, const Tensor& f, const Tensor& C0, const Tensor& n0, const Tensor& m0,          \
+      const Tensor& h, const Tensor& C_T, const Tensor& n_T, const Tensor& C_starts, const Tensor& n_starts,             \
+      const Tensor& m_all, const Tensor& qn_all, int64_t chunk_size, double eps);
+
+XLSTM_MLSTM_CHUNKWISE_DECLARE(cpu)
+XLSTM_MLSTM_CHUNKWISE_DECLARE(cuda)
+#undef XLSTM_MLSTM_CHUNKWISE_DECLARE
 
 // Which sLSTM kernel runs for head size dh on the current device: R in shared memory or from L2.
 bool slstm_cuda_r_in_shared(int64_t dh, bool backward);

@@ -29,34 +29,31 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
   m.def(
       "slstm_backward(Tensor dh, Tensor d_last, Tensor x_gates, Tensor R, Tensor b, Tensor trace) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
-#if !defined(XLSTM_SIM)  // ATen operations only, nothing for the emulation to run
   m.def(
       "mlstm_chunkwise_forward(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, "
-      "int chunk_size, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "int chunk_size, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "mlstm_chunkwise_backward(Tensor dh, Tensor dC_T, Tensor dn_T, Tensor dm_T, Tensor q, Tensor k, Tensor v, "
-      "Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, Tensor C_T, Tensor n_T, Tensor C_starts, Tensor n_starts, "
-      "Tensor m_all, int chunk_size, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-#endif
+      "Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, Tensor h, Tensor C_T, Tensor n_T, Tensor C_starts, "
+      "Tensor n_starts, Tensor m_all, Tensor qn_all, int chunk_size, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Every op's implementation from the entry points with the given suffix (ops.h).
-#define XLSTM_IMPL_ALL(m, suffix)                                   \
-  m.impl("mlstm_step", &xlstm::mlstm_step_##suffix);                \
-  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_##suffix); \
-  m.impl("slstm_forward", &xlstm::slstm_forward_##suffix);          \
-  m.impl("slstm_backward", &xlstm::slstm_backward_##suffix);
+#define XLSTM_IMPL_ALL(m, suffix)                                              \
+  m.impl("mlstm_step", &xlstm::mlstm_step_##suffix);                           \
+  m.impl("mlstm_step_backward", &xlstm::mlstm_step_backward_##suffix);         \
+  m.impl("slstm_forward", &xlstm::slstm_forward_##suffix);                     \
+  m.impl("slstm_backward", &xlstm::slstm_backward_##suffix);                   \
+  m.impl("mlstm_chunkwise_forward", &xlstm::mlstm_chunkwise_forward_##suffix); \
+  m.impl("mlstm_chunkwise_backward", &xlstm::mlstm_chunkwise_backward_##suffix);
 
 #if defined(XLSTM_SIM)
 XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cuda) }
 #else
-// The chunkwise mLSTM is ATen operations on any device (fused CUDA kernels are to replace it there).
-#define XLSTM_IMPL_DEVICE_GENERIC(m)                                   \
-  m.impl("mlstm_chunkwise_forward", &xlstm::mlstm_chunkwise_forward); \
-  m.impl("mlstm_chunkwise_backward", &xlstm::mlstm_chunkwise_backward);
-XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cpu) XLSTM_IMPL_DEVICE_GENERIC(m) }
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cpu) }
 #if defined(XLSTM_WITH_CUDA)
-XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CUDA, m) { XLSTM_IMPL_ALL(m, cuda) XLSTM_IMPL_DEVICE_GENERIC(m) }
+XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CUDA, m) { XLSTM_IMPL_ALL(m, cuda) }
 #endif
 #endif
 

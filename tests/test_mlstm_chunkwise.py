@@ -1,4 +1,4 @@
-"""The chunkwise mLSTM op against python_ref (recurrent and parallel forms)."""
+"""The chunkwise mLSTM op against python_ref (recurrent and parallel forms), on every backend that can run here."""
 import subprocess
 import sys
 import textwrap
@@ -8,7 +8,7 @@ import torch
 
 import python_ref
 import xlstm_cuda
-from conftest import assert_all_close, assert_close, generator, randn
+from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, assert_close, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, NH, S, DHQK, DHV, chunk): S = 1, 63, 64, 65, 1000; DHQK != DHV; NH = 1 and 3; chunks 16, 64, 128
@@ -34,27 +34,28 @@ def reference(inputs, state, dtype, form=python_ref.mlstm_recurrent):
     return leaves + (st or []), (h, *new_state)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("with_state", [True, False])
-def test_forward_and_gradients_match_reference(dtype, shape, with_state):
+def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
     *sizes, chunk = shape
-    gen = generator("chunkwise", dtype, shape, with_state)
-    inputs, state = chunkwise_inputs(gen, *sizes, dtype, with_state)
+    gen = generator("chunkwise", backend.name, dtype, shape, with_state)
+    inputs, state = chunkwise_inputs(gen, *sizes, dtype, with_state, backend.device)
     leaves = inputs + list(state or ())
     for t in leaves:
         t.requires_grad_(True)
-    h, new_state = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=chunk)
+    h, new_state = backend.ops.mlstm_chunkwise(*inputs, state, chunk_size=chunk)
     outs = (h, *new_state)
     assert h.dtype == dtype and all(s.dtype == torch.float32 for s in new_state)
-    upstream = [randn(gen, *o.shape, dtype=o.dtype) for o in outs]
+    upstream = [randn(gen, *o.shape, dtype=o.dtype, device=o.device) for o in outs]
     grads = torch.autograd.grad(outs, leaves, upstream)
     leaves64, outs64 = reference(inputs, state, torch.float64)
-    grads64 = torch.autograd.grad(outs64, leaves64, [u.double() for u in upstream])
+    grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
     # The same-dtype reference runs the chunkwise form too: its recurrent loop would take minutes at S = 1000.
     form = lambda *a: python_ref.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
     leaves_same, outs_same = reference(inputs, state, dtype, form)
-    grads_same = torch.autograd.grad(outs_same, leaves_same, upstream)
+    grads_same = torch.autograd.grad(outs_same, leaves_same, [u.cpu() for u in upstream])
     assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
     assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
 
@@ -81,23 +82,28 @@ def test_agrees_with_parallel_form_without_eps():
         assert_close(name, a, b)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
 @pytest.mark.parametrize("gate", [50.0, -50.0, 1e4, -1e4])
-def test_extreme_gates_stay_finite(gate):
-    gen = generator("chunkwise-extreme", gate)
-    inputs, state = chunkwise_inputs(gen, 1, 2, 130, 8, 8, torch.float32, True)
+def test_extreme_gates_stay_finite(backend, gate):
+    gen = generator("chunkwise-extreme", backend.name, gate)
+    inputs, state = chunkwise_inputs(gen, 1, 2, 130, 8, 8, torch.float32, True, backend.device)
     inputs[3] = torch.full_like(inputs[3], gate)
     inputs[4] = torch.full_like(inputs[4], -gate)
-    h, st = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=64)
+    leaves = [t.requires_grad_(True) for t in inputs + list(state)]
+    h, st = backend.ops.mlstm_chunkwise(*inputs, state, chunk_size=64)
     assert torch.isfinite(h).all() and all(torch.isfinite(s).all() for s in st)
+    grads = torch.autograd.grad((h.sum() + st[0].sum() + st[1].sum()), leaves)
+    assert all(torch.isfinite(g).all() for g in grads)
 
 
-def test_prefill_then_steps_equals_one_pass():
-    gen = generator("chunkwise-prefill")
-    inputs, state = chunkwise_inputs(gen, 2, 3, 40, 16, 32, torch.float32, True)
-    h_full, st_full = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=16)
-    _, st = xlstm_cuda.mlstm_chunkwise(*(t[:, :, :33] for t in inputs), state, chunk_size=16)
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_prefill_then_steps_equals_one_pass(backend):
+    gen = generator("chunkwise-prefill", backend.name)
+    inputs, state = chunkwise_inputs(gen, 2, 3, 40, 16, 32, torch.float32, True, backend.device)
+    h_full, st_full = backend.ops.mlstm_chunkwise(*inputs, state, chunk_size=16)
+    _, st = backend.ops.mlstm_chunkwise(*(t[:, :, :33] for t in inputs), state, chunk_size=16)
     for t in range(33, 40):
-        h_t, st = xlstm_cuda.mlstm_step(*(x[:, :, t] for x in inputs), st)
+        h_t, st = backend.ops.mlstm_step(*(x[:, :, t] for x in inputs), st)
         assert_close(f"h[{t}]", h_t, h_full[:, :, t].double())
     for name, a, b in zip("Cnm", st, st_full):
         assert_close(name, a, b.double())
@@ -124,26 +130,70 @@ def test_memory_grows_linearly_in_sequence_length():
     assert grown < 512 * 2**20, f"forward + backward grew the peak RSS by {grown / 2**20:.0f} MiB"
 
 
-def test_bad_input_raises_clear_error():
-    gen = generator("chunkwise-bad")
-    (q, k, v, i, f), _ = chunkwise_inputs(gen, 1, 2, 5, 4, 4, torch.float32, False)
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_bad_input_raises_clear_error(backend):
+    gen = generator("chunkwise-bad", backend.name)
+    (q, k, v, i, f), _ = chunkwise_inputs(gen, 1, 2, 5, 4, 4, torch.float32, False, backend.device)
+    ops = backend.ops
     with pytest.raises(RuntimeError, match="k must have shape"):
-        xlstm_cuda.mlstm_chunkwise(q, k[:, :, :4], v, i, f)
+        ops.mlstm_chunkwise(q, k[:, :, :4], v, i, f)
     with pytest.raises(RuntimeError, match="chunk_size must be >= 1"):
-        xlstm_cuda.mlstm_chunkwise(q, k, v, i, f, chunk_size=0)
+        ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=0)
     with pytest.raises(RuntimeError, match="f must be"):
-        xlstm_cuda.mlstm_chunkwise(q, k, v, i, f.double())
+        ops.mlstm_chunkwise(q, k, v, i, f.double())
     with pytest.raises(RuntimeError, match="q must have shape"):
-        xlstm_cuda.mlstm_chunkwise(q[0], k, v, i, f)
+        ops.mlstm_chunkwise(q[0], k, v, i, f)
+    with pytest.raises(RuntimeError, match="S, DHQK and DHV must be >= 1"):
+        ops.mlstm_chunkwise(q[:, :, :0], k[:, :, :0], v[:, :, :0], i[:, :, :0], f[:, :, :0])
     with pytest.raises(RuntimeError, match="one device"):
-        xlstm_cuda.mlstm_chunkwise(q, k, v.to("meta"), i, f)
+        ops.mlstm_chunkwise(q, k, v.to("meta"), i, f)
 
 
-def test_opcheck_and_compile():
-    gen = generator("chunkwise-opcheck")
+@pytest.mark.parametrize("backend", CUDA_SOURCE_BACKENDS, ids=str)
+def test_cuda_chunk_size_limit_is_a_clear_error(backend):
+    gen = generator("chunkwise-limit", backend.name)
+    inputs, _ = chunkwise_inputs(gen, 1, 1, 300, 4, 4, torch.float32, False, backend.device)
+    with pytest.raises(RuntimeError, match="largest chunk, 128"):
+        backend.ops.mlstm_chunkwise(*inputs, chunk_size=256)
+
+
+@pytest.mark.parametrize("backend", CUDA_SOURCE_BACKENDS, ids=str)
+def test_cuda_kernels_equal_cpu_on_large_heads(backend):
+    # Several state tiles (DHQK > 64, DHV + 1 > 128) and two row tiles per chunk, against the CPU op.
+    gen = generator("chunkwise-large", backend.name)
+    inputs, state = chunkwise_inputs(gen, 1, 1, 150, 72, 130, torch.float32, True)
+    leaves = [t.requires_grad_(True) for t in inputs + list(state)]
+    outs = backend.ops.mlstm_chunkwise(*(t.to(backend.device) for t in inputs),
+                                       tuple(t.to(backend.device) for t in state), chunk_size=128)
+    outs = (outs[0], *outs[1])
+    ref = xlstm_cuda.mlstm_chunkwise(*inputs, state, chunk_size=128)
+    ref = (ref[0], *ref[1])
+    upstream = [randn(gen, *o.shape) for o in ref]
+    grads = torch.autograd.grad(outs, leaves, [u.to(backend.device) for u in upstream])
+    grads_ref = torch.autograd.grad(ref, leaves, upstream)
+    for name, a, b in zip(["h", "C", "n", "m"], outs, ref):
+        assert_close(name, a, b.double())
+    for name, a, b in zip(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads_ref):
+        assert_close(f"grad {name}", a, b.double(), grad=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_opcheck(backend):
+    gen = generator("chunkwise-opcheck", backend.name)
+    inputs, state = chunkwise_inputs(gen, 1, 2, 9, 4, 6, torch.float32, True, backend.device)
+    ops = getattr(torch.ops, backend.ops.namespace)
+    args = [t.requires_grad_(True) for t in inputs + list(state)]
+    torch.library.opcheck(ops.mlstm_chunkwise_forward.default, (*args, 4, 1e-6))
+    outs = ops.mlstm_chunkwise_forward(*(t.detach() for t in args), 4, 1e-6)
+    grads = [randn(gen, *o.shape).to(o) for o in outs[:4]]
+    torch.library.opcheck(ops.mlstm_chunkwise_backward.default,
+                          (*grads, *(t.detach() for t in args), outs[0], *outs[1:3], *outs[4:], 4, 1e-6))
+
+
+def test_compile():
+    gen = generator("chunkwise-compile")
     inputs, state = chunkwise_inputs(gen, 1, 2, 9, 4, 6, torch.float32, True)
     args = [t.requires_grad_(True) for t in inputs + list(state)]
-    torch.library.opcheck(torch.ops.xlstm_cuda.mlstm_chunkwise_forward.default, (*args, 4, 1e-6))
 
     def fn(q, k, v, i, f, C, n, m):
         h, (C1, n1, m1) = xlstm_cuda.mlstm_chunkwise(q * 1.5, k, v, i, f, (C, n, m), chunk_size=4)

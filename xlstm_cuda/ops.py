@@ -106,39 +106,42 @@ class KernelOps:
             return slstm_backward(dh, d_last, x, R, b, trace)
 
         torch.library.register_autograd(f"{ns}::slstm_forward", backward, setup_context=setup_context)
-        if hasattr(self._ops, "mlstm_chunkwise_forward"):  # not in the emulation: no CUDA source yet
-            self._register_mlstm_chunkwise(ns)
+        self._register_mlstm_chunkwise(ns)
 
     def _register_mlstm_chunkwise(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::mlstm_chunkwise_forward")
         def _(q, k, v, i, f, C, n, m, chunk_size, eps):
             _check_one_device("mlstm_chunkwise", q, k, v, i, f, C, n, m)
             B, NH, S, DQK = q.shape
+            if S < 1 or chunk_size < 1:
+                raise RuntimeError(f"mlstm_chunkwise: S and chunk_size must be >= 1, got S = {S}, "
+                                   f"chunk_size = {chunk_size}")
             chunks = -(-S // min(chunk_size, S))
             return (q.new_empty(B, NH, S, v.shape[-1]), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m),
                     C.new_empty(B, NH, chunks, DQK, v.shape[-1]), n.new_empty(B, NH, chunks, DQK),
-                    m.new_empty(B, NH, S))
+                    m.new_empty(B, NH, S), m.new_empty(B, NH, S))
 
         @torch.library.register_fake(f"{ns}::mlstm_chunkwise_backward")
-        def _(dh, dC_T, dn_T, dm_T, q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all, chunk_size, eps):
+        def _(dh, dC_T, dn_T, dm_T, q, k, v, i, f, C, n, m, h, C_T, n_T, C_starts, n_starts, m_all, qn_all,
+              chunk_size, eps):
             return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(i),
                     torch.empty_like(f), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m))
 
         chunkwise_backward = self._ops.mlstm_chunkwise_backward
 
         def setup_context(ctx, inputs, output):
-            h, C_T, n_T, m_T, C_starts, n_starts, m_all = output
-            ctx.save_for_backward(*inputs[:8], C_T, n_T, C_starts, n_starts, m_all)
+            h, C_T, n_T, m_T, C_starts, n_starts, m_all, qn_all = output
+            ctx.save_for_backward(*inputs[:8], h, C_T, n_T, C_starts, n_starts, m_all, qn_all)
             ctx.chunk_size, ctx.eps = inputs[8], inputs[9]
-            ctx.mark_non_differentiable(C_starts, n_starts, m_all)
+            ctx.mark_non_differentiable(C_starts, n_starts, m_all, qn_all)
             ctx.set_materialize_grads(False)  # the saved per-chunk states get no gradient
 
         def backward(ctx, dh, dC, dn, dm, *_):
-            q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all = ctx.saved_tensors
-            dh = dh if dh is not None else q.new_zeros(*q.shape[:3], v.shape[-1])
+            q, k, v, i, f, C, n, m, h, C_T, n_T, C_starts, n_starts, m_all, qn_all = ctx.saved_tensors
+            dh = dh if dh is not None else torch.zeros_like(h)
             dC, dn, dm = _state_grads((dC, dn, dm), (C, n, m))
-            grads = chunkwise_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, C_T, n_T, C_starts, n_starts, m_all,
-                                       ctx.chunk_size, ctx.eps)
+            grads = chunkwise_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, h, C_T, n_T, C_starts, n_starts, m_all,
+                                       qn_all, ctx.chunk_size, ctx.eps)
             return (*grads, None, None)
 
         torch.library.register_autograd(f"{ns}::mlstm_chunkwise_forward", backward, setup_context=setup_context)
@@ -190,7 +193,8 @@ class KernelOps:
         (B, NH, S) gate pre-activations, one dtype; initial_state (C, n, m) float32 (float64 for
         float64 inputs), zeros when None. Returns h (B, NH, S, DHV) and the final state, exactly the
         step form's (so mlstm_step can continue from it). Any S; memory linear in S (chunk-start
-        states are kept for the backward pass, not per-step states)."""
+        states are kept for the backward pass, not per-step states). Every chunk_size computes the
+        same function; the CUDA kernels take chunk_size <= 128."""
         if q.dim() != 4:
             raise RuntimeError(f"mlstm_chunkwise: q must have shape [B, NH, S, DHQK], got {list(q.shape)}")
         initial_state = _mlstm_state(initial_state, q, v, "mlstm_chunkwise", "initial_state")

@@ -1,0 +1,63 @@
+// mLSTM chunkwise form, the plain data the CUDA kernels read (no ATen types).
+//
+// Within a chunk of length L starting from the carried state (C_p, n_p, m_p), with
+// a_t = Σ_{u≤t} logσ(f_u) (from the chunk start) and b_u = i_u - a_u:
+//   mx_t = max(m_p, max_{u≤t} b_u)       the step form's running max is m_t = a_t + mx_t
+//   W[t,u] = exp(b_u - mx_t) (u ≤ t),   G_t = exp(m_p - mx_t)        (intra-chunk and carry weights)
+//   h_t = (Σ_u W[t,u] s q_t·k_u v_u + G_t q_t C_p) / (max(|qn_t|, exp(-m_t)) + eps)
+//   qn_t = Σ_u W[t,u] s q_t·k_u + G_t q_t·n_p
+//   C_end = GE C_p + Σ_u WE_u s k_u v_uᵀ with WE_u = exp(b_u - mx_end), GE = exp(m_p - mx_end)
+// The kernels treat n as column DV of an extended state C' = [C | n] and v as v' = [v | 1], so every
+// product with n is the same tile product as with C.
+#pragma once
+
+#include <cstdint>
+
+namespace xlstm {
+
+// Tile shapes of the chunkwise kernels. A block of kThreads threads computes kTile x kTile output
+// tiles, each thread a kMicro x kMicro register tile; operands pass through shared memory kDepth
+// deep. Inner products run on CUDA cores (FMA); a tensor-core tile product can replace
+// tile_gemm (tile_gemm.cuh) and keep these shapes.
+struct ChunkwiseTraits {
+  static constexpr int kTile = 64;
+  static constexpr int kDepth = 16;
+  static constexpr int kMicro = 4;
+  static constexpr int kThreads = (kTile / kMicro) * (kTile / kMicro);
+  static constexpr int kMaxChunk = 2 * kTile;  // the gate scans give one thread per token
+  static_assert(kThreads >= kMaxChunk, "one thread per token of a chunk");
+};
+
+// Shared by the forward and backward kernels. Inputs are contiguous: q, k (BH, S, DQK), v (BH, S, DV),
+// i, f (BH, S); states float32 and contiguous: C (BH, DQK, DV), n (BH, DQK), m (BH); per-chunk states
+// (BH, chunks, DQK, DV) and (BH, chunks, DQK); per-step m_all, qn_all (BH, S).
+template <typename scalar_t>
+struct MlstmChunkwiseParams {
+  int64_t bh, seq, dqk, dv, chunk, chunks;
+  const scalar_t *q, *k, *v, *i, *f;
+  const float *C0, *n0, *m0;
+  float scale, eps;
+  float *C_starts, *n_starts, *m_all;  // written by the forward state pass, read by everything after it
+};
+
+template <typename scalar_t>
+struct MlstmChunkwiseFwdParams : MlstmChunkwiseParams<scalar_t> {
+  scalar_t* h;
+  float *C_T, *n_T, *m_T, *qn_all;
+  // The backward pass's recompute of dh·h (BH, S) at full precision, from dh (BH, S, DV).
+  const scalar_t* dh;
+  float* dh_dot_h;
+};
+
+template <typename scalar_t>
+struct MlstmChunkwiseBwdParams : MlstmChunkwiseParams<scalar_t> {
+  const scalar_t* dh;              // (BH, S, DV), contiguous
+  const float *den, *dqn;          // (BH, S): the normaliser of every step and the gradient of its q·n
+  const float *dC_T, *dn_T;        // gradient of the returned state
+  float *dC_ends, *dn_ends;        // (BH, chunks, ...): gradient of every chunk's end state
+  scalar_t *dq, *dk, *dv_;  // dv_: dv is the value head size
+  float *di, *d_log_f, *dm0_carry;  // with the stabiliser held fixed; dm0_carry (BH)
+  float *dC0, *dn0;
+};
+
+}  // namespace xlstm

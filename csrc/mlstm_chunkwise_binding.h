@@ -1,0 +1,117 @@
+// Tensor side of the chunkwise mLSTM shared by the CPU (ATen) and CUDA entry points: validation,
+// and the two (B·NH, S)-sized steps of the backward pass around the kernels: the gradient through
+// each step's normaliser, and the routing of the stabiliser's gradient.
+//
+// The stabiliser m[t] (the step form's running max) cancels from everything but the eps term of
+// the normaliser and the scale of the returned state, so the backward pass is the gradient of the
+// stabilised computation with every m held fixed, plus the gradient through m itself: per step
+// -eps (dh·h) / den, routed through m[t] = max(logσ(f[t]) + m[t-1], i[t]) to the i or f that won.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "checks.h"
+
+namespace xlstm {
+
+struct ChunkwiseSizes {
+  int64_t B, NH, S, DQK, DV, L, chunks;
+  at::ScalarType dtype, state;
+  int64_t bh() const { return B * NH; }
+};
+
+inline ChunkwiseSizes check_chunkwise_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                             const at::Tensor& i, const at::Tensor& f, const at::Tensor& C0,
+                                             const at::Tensor& n0, const at::Tensor& m0, int64_t chunk_size,
+                                             double eps, const char* op, bool float64_ok) {
+  TORCH_CHECK(q.defined() && q.dim() == 4, op, ": q must have shape [B, NH, S, DHQK], got ",
+              q.defined() ? q.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(v.defined() && v.dim() == 4, op, ": v must have shape [B, NH, S, DHV], got ",
+              v.defined() ? v.sizes() : at::IntArrayRef{});
+  check_compute_dtype(q, op, float64_ok);
+  TORCH_CHECK(chunk_size >= 1, op, ": chunk_size must be >= 1, got ", chunk_size);
+  TORCH_CHECK(eps >= 0.0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
+  const int64_t B = q.size(0), NH = q.size(1), S = q.size(2), DQK = q.size(3), DV = v.size(3);
+  const at::ScalarType dt = q.scalar_type(), st = state_dtype(dt);
+  const at::Device dev = q.device();
+  TORCH_CHECK(S > 0 && DQK > 0 && DV > 0, op, ": S, DHQK and DHV must be >= 1, got q ", q.sizes(), " and v ",
+              v.sizes());
+  check_tensor(q, op, "q", {B, NH, S, DQK}, dt, dev, "[B, NH, S, DHQK]");
+  check_tensor(k, op, "k", {B, NH, S, DQK}, dt, dev, "like q");
+  check_tensor(v, op, "v", {B, NH, S, DV}, dt, dev, "[B, NH, S, DHV] with q's B, NH, S, dtype of q");
+  check_tensor(i, op, "i", {B, NH, S}, dt, dev, "[B, NH, S], dtype of q");
+  check_tensor(f, op, "f", {B, NH, S}, dt, dev, "[B, NH, S], dtype of q");
+  check_tensor(C0, op, "state C", {B, NH, DQK, DV}, st, dev, "[B, NH, DHQK, DHV], float32 state");
+  check_tensor(n0, op, "state n", {B, NH, DQK}, st, dev, "[B, NH, DHQK], float32 state");
+  check_tensor(m0, op, "state m", {B, NH}, st, dev, "[B, NH], float32 state");
+  const int64_t L = std::min(chunk_size, S);
+  return {B, NH, S, DQK, DV, L, (S + L - 1) / L, dt, st};
+}
+
+// The backward op's extra arguments: upstream gradients and what the forward saved.
+inline void check_chunkwise_backward_inputs(const ChunkwiseSizes& z, const at::Device& dev, const at::Tensor& dh,
+                                            const at::Tensor& dC_T, const at::Tensor& dn_T, const at::Tensor& dm_T,
+                                            const at::Tensor& h, const at::Tensor& C_T, const at::Tensor& n_T,
+                                            const at::Tensor& C_starts, const at::Tensor& n_starts,
+                                            const at::Tensor& m_all, const at::Tensor& qn_all, const char* op) {
+  check_tensor(dh, op, "grad h", {z.B, z.NH, z.S, z.DV}, z.dtype, dev, "like h");
+  check_tensor(dC_T, op, "grad C", {z.B, z.NH, z.DQK, z.DV}, z.state, dev, "like state C");
+  check_tensor(dn_T, op, "grad n", {z.B, z.NH, z.DQK}, z.state, dev, "like state n");
+  check_tensor(dm_T, op, "grad m", {z.B, z.NH}, z.state, dev, "like state m");
+  check_tensor(h, op, "h", {z.B, z.NH, z.S, z.DV}, z.dtype, dev, "from the forward");
+  check_tensor(C_T, op, "C_T", {z.B, z.NH, z.DQK, z.DV}, z.state, dev, "from the forward");
+  check_tensor(n_T, op, "n_T", {z.B, z.NH, z.DQK}, z.state, dev, "from the forward");
+  check_tensor(C_starts, op, "C_starts", {z.B, z.NH, z.chunks, z.DQK, z.DV}, z.state, dev, "from the forward");
+  check_tensor(n_starts, op, "n_starts", {z.B, z.NH, z.chunks, z.DQK}, z.state, dev, "from the forward");
+  check_tensor(m_all, op, "m_all", {z.B, z.NH, z.S}, z.state, dev, "from the forward");
+  check_tensor(qn_all, op, "qn_all", {z.B, z.NH, z.S}, z.state, dev, "from the forward");
+}
+
+// Per step, in the state dtype (any shape, elementwise): den = max(|q·n|, exp(-m)) + eps,
+// dden = -(dh·h) / den, and dqn, the gradient of q·n where it sets the normaliser (half on a tie,
+// as torch.maximum). dh·h must come from h at full precision, not rounded to a low-precision dtype.
+struct NormaliserGrads {
+  at::Tensor den, dden, dqn;
+};
+
+inline NormaliserGrads normaliser_backward(const at::Tensor& dh_dot_h, const at::Tensor& qn, const at::Tensor& m,
+                                           double eps) {
+  const at::Tensor floor = (-m).exp(), abs_qn = qn.abs();
+  const at::Tensor den = at::maximum(abs_qn, floor) + eps;
+  const at::Tensor dden = -dh_dot_h / den;
+  const at::Tensor share = at::where(abs_qn > floor, 1.0, at::where(abs_qn == floor, 0.5, 0.0));
+  return {den, dden, dden * qn.sign() * share};
+}
+
+// The gate gradients, given those with every m held fixed (di, d_log_f (B·NH, S), dm0 (B·NH) in
+// the state dtype): adds the gradient through m (the eps term -eps·dden of every step, and the
+// returned state's scale exp(-m_T)), routed to the i that won each running max or along the
+// forget path to m0, then df = d_log_f · σ(-f). Returns di, df (dtype of the inputs) and dm0.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> finish_gate_grads(
+    const ChunkwiseSizes& z, at::Tensor di, at::Tensor d_log_f, at::Tensor dm0, const at::Tensor& dden,
+    const at::Tensor& i, const at::Tensor& f, const at::Tensor& m0, const at::Tensor& m_all, const at::Tensor& dC_T,
+    const at::Tensor& C_T, const at::Tensor& dn_T, const at::Tensor& n_T, const at::Tensor& dm_T, double eps) {
+  const int64_t BH = z.bh(), S = z.S;
+  const at::Tensor i_s = i.to(z.state).reshape({BH, S}), f_s = f.to(z.state).reshape({BH, S});
+  const at::Tensor ms = at::cat({m0.reshape({BH, 1}), m_all.reshape({BH, S})}, 1);  // m before each step
+  at::Tensor dm_direct = eps * dden;
+  dm_direct.select(1, S - 1).add_(dm_T.reshape({BH}) - (dC_T * C_T).reshape({BH, -1}).sum(1) -
+                                  (dn_T * n_T).reshape({BH, -1}).sum(1));
+  const at::Tensor steps = at::arange(S, i_s.options().dtype(at::kLong)).expand({BH, S});
+  const at::Tensor i_won = i_s > at::log_sigmoid(f_s) + ms.narrow(1, 0, S);
+  const at::Tensor source = std::get<0>(at::where(i_won, steps, -1).cummax(1));  // last i win at or before t
+  const at::Tensor from_i = source >= 0;
+  di.scatter_add_(1, source.clamp_min(0), dm_direct * from_i);
+  dm0 += (dm_direct * from_i.logical_not()).sum(1);
+  // f[w] carries the dm of steps t >= w up to the first i win at or after w (exclusive).
+  const at::Tensor next_win = std::get<0>(at::where(i_won, steps, S).flip(1).cummin(1)).flip(1);
+  const at::Tensor running = at::cat({at::zeros({BH, 1}, i_s.options()), dm_direct.cumsum(1)}, 1);  // Σ_{t<j}
+  d_log_f += running.gather(1, next_win) - running.narrow(1, 0, S);
+  const at::Tensor df = d_log_f * at::sigmoid(-f_s);
+  return {di.reshape(i.sizes()).to(z.dtype), df.reshape(f.sizes()).to(z.dtype), dm0.reshape(m0.sizes())};
+}
+
+}  // namespace xlstm
