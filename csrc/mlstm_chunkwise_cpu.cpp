@@ -1,11 +1,17 @@
-// mLSTM chunkwise forward and backward on the CPU as ATen operations: batched over (batch, head),
-// looped over chunks, the products inside a chunk as batched GEMMs (math in mlstm_chunkwise.h, the
+// mLSTM chunkwise forward and backward on the CPU, fused per (batch, head): at::parallel_for over
+// batch·head, the chunks in order (backward: in reverse) inside, the chunk's products as BLAS calls
+// on cache-resident tiles and everything elementwise in plain loops (math in mlstm_chunkwise.h, the
 // handling of the stabiliser in mlstm_chunkwise_binding.h).
+#include "cpu_vector_math.h"  // first: before anything declares the math functions
+
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <limits>
+#include <vector>
 
 #include "mlstm_chunkwise_binding.h"
+#include "numerics.h"
 #include "ops.h"
 
 namespace xlstm {
@@ -26,84 +32,314 @@ ChunkwiseInputs chunkwise_inputs(const Tensor& q, const Tensor& k, const Tensor&
   const ChunkwiseSizes z = check_chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, true);
   const int64_t BH = z.bh();
   const at::ScalarType st = z.state;
-  return {q.to(st).reshape({BH, z.S, z.DQK}), k.to(st).reshape({BH, z.S, z.DQK}), v.to(st).reshape({BH, z.S, z.DV}),
-          i.to(st).reshape({BH, z.S}), f.to(st).reshape({BH, z.S}), C0.reshape({BH, z.DQK, z.DV}), n0.reshape({BH, z.DQK}),
-          m0.reshape({BH}), z, 1.0 / std::sqrt(double(z.DQK)), eps};
-}
-
-// Everything the forward pass computes inside one chunk, from the state it starts with.
-struct Chunk {
-  Tensor q, k, v, i, log_f;  // the chunk's slices
-  Tensor a, m, W, G, S, P, qC, qn0, num, qn, den, h;
-  Tensor WE, GE, C_end, n_end, m_end;
-};
-
-Chunk chunk_forward(const ChunkwiseInputs& in, const Tensor& log_f_all, int64_t start, int64_t len, const Tensor& C,
-                    const Tensor& n, const Tensor& m) {
-  Chunk c;
-  c.q = in.q.narrow(1, start, len);
-  c.k = in.k.narrow(1, start, len);
-  c.v = in.v.narrow(1, start, len);
-  c.i = in.i.narrow(1, start, len);
-  c.log_f = log_f_all.narrow(1, start, len);
-  c.a = c.log_f.cumsum(1);                                   // (BH, len) decay from the chunk start
-  const Tensor A = c.a.select(1, len - 1);
-  Tensor E = c.a.unsqueeze(2) - c.a.unsqueeze(1) + c.i.unsqueeze(1);  // log weight of token u for query t
-  const Tensor causal = at::ones({len, len}, in.q.options().dtype(at::kBool)).tril();
-  E.masked_fill_(causal.logical_not(), -std::numeric_limits<double>::infinity());
-  const Tensor E_carry = c.a + m.unsqueeze(1);               // log weight of the carried state
-  c.m = at::maximum(std::get<0>(E.max(2)), E_carry);         // the step form's running max
-  c.W = (E - c.m.unsqueeze(2)).exp();
-  c.G = (E_carry - c.m).exp();
-  c.S = at::bmm(c.q, c.k.transpose(1, 2)) * in.scale;
-  c.P = c.W * c.S;
-  c.qC = at::bmm(c.q, C);
-  c.qn0 = at::bmm(c.q, n.unsqueeze(2)).squeeze(2);
-  c.num = at::bmm(c.P, c.v) + c.G.unsqueeze(2) * c.qC;
-  c.qn = c.P.sum(2) + c.G * c.qn0;
-  c.den = at::maximum(c.qn.abs(), (-c.m).exp()) + in.eps;
-  c.h = c.num / c.den.unsqueeze(2);
-  c.m_end = c.m.select(1, len - 1);
-  c.WE = (A.unsqueeze(1) - c.a + c.i - c.m_end.unsqueeze(1)).exp();
-  c.GE = (A + m - c.m_end).exp();
-  const Tensor k_weighted = c.k * (in.scale * c.WE).unsqueeze(2);
-  c.C_end = c.GE.view({-1, 1, 1}) * C + at::bmm(k_weighted.transpose(1, 2), c.v);
-  c.n_end = c.GE.unsqueeze(1) * n + k_weighted.sum(1);
-  return c;
+  const auto flat = [&](const Tensor& t, at::IntArrayRef sizes) { return t.to(st).reshape(sizes).contiguous(); };
+  return {flat(q, {BH, z.S, z.DQK}), flat(k, {BH, z.S, z.DQK}), flat(v, {BH, z.S, z.DV}), flat(i, {BH, z.S}),
+          flat(f, {BH, z.S}),        flat(C0, {BH, z.DQK, z.DV}), flat(n0, {BH, z.DQK}), flat(m0, {BH}),
+          z, 1.0 / std::sqrt(double(z.DQK)), eps};
 }
 
 Tensor sizes_like(const Tensor& t, at::IntArrayRef sizes, at::ScalarType dtype) { return t.reshape(sizes).to(dtype); }
+
+// Per-thread scratch: contiguous (rows x cols) matrices over reusable storage, so that every
+// product runs on dense operands whatever the chunk's length.
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(const at::TensorOptions& options) : options_(options) {}
+  Tensor matrix(int slot, int64_t rows, int64_t cols) {
+    if (slot >= static_cast<int>(storage_.size())) storage_.resize(slot + 1);
+    std::vector<T>& s = storage_[slot];
+    if (static_cast<int64_t>(s.size()) < rows * cols) s.resize(rows * cols);
+    return at::from_blob(s.data(), {rows, cols}, options_);
+  }
+
+ private:
+  at::TensorOptions options_;
+  std::vector<std::vector<T>> storage_;
+};
+
+// The gates of one chunk (mlstm_chunkwise.h): a_t, b_t = i_t - a_t, mx_t.
+template <typename T>
+struct ChunkGates {
+  std::vector<T> a, b, mx;
+  T mx_end = 0;
+  void scan(const T* i, const T* f, int64_t len, T m_p) {
+    a.resize(len);
+    b.resize(len);
+    mx.resize(len);
+    T sum = 0, run = -std::numeric_limits<T>::infinity();
+    for (int64_t t = 0; t < len; ++t) {
+      sum += log_sigmoid(f[t]);
+      a[t] = sum;
+      b[t] = i[t] - sum;
+      run = max_(run, b[t]);
+      mx[t] = max_(run, m_p);
+    }
+    mx_end = mx[len - 1];
+  }
+};
+
+// P = W∘(s q kᵀ) of one chunk, in place over the product q kᵀ.
+template <typename T>
+void gate_scores(T* P, int64_t len, const ChunkGates<T>& g, T scale) {
+  for (int64_t t = 0; t < len; ++t) {
+    T* row = P + t * len;
+    for (int64_t u = 0; u <= t; ++u) row[u] *= scale * exp_(g.b[u] - g.mx[t]);
+    for (int64_t u = t + 1; u < len; ++u) row[u] = 0;
+  }
+}
+
+// num = P v + (G∘q) C_p (rows t), and q·n of each row: Σ_u P[t,u] + G_t q_t·n_p.
+template <typename T>
+void numerator(Scratch<T>& w, const Tensor& P, const Tensor& q_c, const Tensor& v_c, const Tensor& C_p, const T* n_p,
+               const ChunkGates<T>& g, T m_p, Tensor& num, T* qn) {
+  const int64_t len = P.size(0), DQK = q_c.size(1);
+  Tensor Gq = w.matrix(4, len, DQK);
+  const T *q = q_c.data_ptr<T>(), *p = P.data_ptr<T>();
+  T* gq = Gq.data_ptr<T>();
+  for (int64_t t = 0; t < len; ++t) {
+    const T G = exp_(m_p - g.mx[t]);
+    T s = 0, qn0 = 0;
+    for (int64_t u = 0; u <= t; ++u) s += p[t * len + u];
+    for (int64_t d = 0; d < DQK; ++d) {
+      gq[t * DQK + d] = G * q[t * DQK + d];
+      qn0 += q[t * DQK + d] * n_p[d];
+    }
+    qn[t] = s + G * qn0;
+  }
+  at::mm_out(num, P, v_c);
+  num.addmm_(Gq, C_p);
+}
+
+template <typename T>
+T denominator(T qn, T m, T eps) {
+  return max_(abs_(qn), exp_(-m)) + eps;
+}
+
+template <typename T>
+void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T, Tensor& m_T, Tensor& C_starts,
+                 Tensor& n_starts, Tensor& m_all, Tensor& qn_all) {
+  const ChunkwiseSizes& z = in.z;
+  const int64_t S = z.S, DQK = z.DQK, DV = z.DV, L = z.L;
+  const T scale = T(in.scale), eps = T(in.eps);
+  at::parallel_for(0, z.bh(), 1, [&](int64_t begin, int64_t end) {
+    Scratch<T> w(in.q.options());
+    ChunkGates<T> g;
+    for (int64_t bh = begin; bh < end; ++bh) {
+      Tensor C = C_T[bh], n = n_T[bh];  // the running state lives in the outputs
+      C.copy_(in.C0[bh]);
+      n.copy_(in.n0[bh]);
+      T m_p = in.m0.data_ptr<T>()[bh];
+      const T *i = in.i[bh].data_ptr<T>(), *f = in.f[bh].data_ptr<T>();
+      for (int64_t c = 0; c < z.chunks; ++c) {
+        const int64_t start = c * L, len = std::min(L, S - start);
+        const Tensor q_c = in.q[bh].narrow(0, start, len), k_c = in.k[bh].narrow(0, start, len);
+        const Tensor v_c = in.v[bh].narrow(0, start, len);
+        C_starts[bh][c].copy_(C);
+        n_starts[bh][c].copy_(n);
+        g.scan(i + start, f + start, len, m_p);
+        Tensor P = w.matrix(0, len, len), num = w.matrix(1, len, DV);
+        at::mm_out(P, q_c, k_c.t());
+        gate_scores(P.data_ptr<T>(), len, g, scale);
+        T* qn = qn_all[bh].data_ptr<T>() + start;
+        T* n_ptr = n.data_ptr<T>();
+        numerator(w, P, q_c, v_c, C, n_ptr, g, m_p, num, qn);
+        const T* nu = num.data_ptr<T>();
+        T* h_c = h[bh].data_ptr<T>() + start * DV;
+        T* m_c = m_all[bh].data_ptr<T>() + start;
+        for (int64_t t = 0; t < len; ++t) {
+          m_c[t] = g.a[t] + g.mx[t];
+          const T den = denominator(qn[t], m_c[t], eps);
+          for (int64_t j = 0; j < DV; ++j) h_c[t * DV + j] = nu[t * DV + j] / den;
+        }
+        // C_end = GE C + Σ_u (s WE_u k_u) v_uᵀ, n likewise.
+        const T decay = exp_(m_p - g.mx_end);
+        Tensor kw = w.matrix(2, len, DQK);
+        T* kwp = kw.data_ptr<T>();
+        const T* kp = k_c.data_ptr<T>();
+        for (int64_t d = 0; d < DQK; ++d) n_ptr[d] *= decay;
+        for (int64_t u = 0; u < len; ++u) {
+          const T we = scale * exp_(g.b[u] - g.mx_end);
+          for (int64_t d = 0; d < DQK; ++d) {
+            kwp[u * DQK + d] = we * kp[u * DQK + d];
+            n_ptr[d] += kwp[u * DQK + d];
+          }
+        }
+        C.mul_(decay).addmm_(kw.t(), v_c);
+        m_p = g.a[len - 1] + g.mx_end;
+      }
+      m_T.data_ptr<T>()[bh] = m_p;
+    }
+  });
+}
+
+// Gradients with every m held fixed (the gradient through m is finish_gate_grads'): dq, dk, dv, the
+// initial state's dC, dn and its m's share dm0, per step di, d_log_f and dden.
+template <typename T>
+void backward_cpu(const ChunkwiseInputs& in, const Tensor& dh, const Tensor& C_starts, const Tensor& n_starts,
+                  const Tensor& m_all, const Tensor& qn_all, Tensor& dq, Tensor& dk, Tensor& dv, Tensor& dC,
+                  Tensor& dn, Tensor& dm0, Tensor& di, Tensor& d_log_f, Tensor& dden) {
+  const ChunkwiseSizes& z = in.z;
+  const int64_t S = z.S, DQK = z.DQK, DV = z.DV, L = z.L;
+  const T scale = T(in.scale), eps = T(in.eps);
+  at::parallel_for(0, z.bh(), 1, [&](int64_t begin, int64_t end) {
+    Scratch<T> w(in.q.options());
+    ChunkGates<T> g;
+    std::vector<T> den(L), dqn(L), de_rows(L), de_cols(L), de_end(L), dG(L), da(L);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      Tensor dC_b = dC[bh], dn_b = dn[bh];  // carried backwards, in place: ends as the initial state's
+      T* dn_ptr = dn_b.data_ptr<T>();
+      const T *i = in.i[bh].data_ptr<T>(), *f = in.f[bh].data_ptr<T>();
+      const T *m_row = m_all[bh].data_ptr<T>(), *qn_row = qn_all[bh].data_ptr<T>();
+      T dm0_b = 0;
+      for (int64_t c = z.chunks - 1; c >= 0; --c) {
+        const int64_t start = c * L, len = std::min(L, S - start);
+        const Tensor q_c = in.q[bh].narrow(0, start, len), k_c = in.k[bh].narrow(0, start, len);
+        const Tensor v_c = in.v[bh].narrow(0, start, len), dh_c = dh[bh].narrow(0, start, len);
+        const Tensor C_p = C_starts[bh][c];
+        const T* n_p = n_starts[bh][c].data_ptr<T>();
+        const T m_p = c == 0 ? in.m0.data_ptr<T>()[bh] : m_row[start - 1];
+        g.scan(i + start, f + start, len, m_p);
+        Tensor P = w.matrix(0, len, len), num = w.matrix(1, len, DV);
+        at::mm_out(P, q_c, k_c.t());
+        gate_scores(P.data_ptr<T>(), len, g, scale);
+        std::vector<T>& qn_scratch = de_rows;  // numerator() also gives q·n, already saved
+        numerator(w, P, q_c, v_c, C_p, n_p, g, m_p, num, qn_scratch.data());
+        // The normaliser: dnum = dh / den, dqn = dden · sign(q·n) where |q·n| sets it.
+        Tensor dnum = w.matrix(3, len, DV);
+        T* dnp = dnum.data_ptr<T>();
+        const T *dhp = dh_c.data_ptr<T>(), *nu = num.data_ptr<T>();
+        for (int64_t t = 0; t < len; ++t) {
+          const T qn = qn_row[start + t], floor = exp_(-m_row[start + t]);
+          den[t] = max_(abs_(qn), floor) + eps;
+          T dot = 0;
+          for (int64_t j = 0; j < DV; ++j) {
+            dot += dhp[t * DV + j] * nu[t * DV + j];
+            dnp[t * DV + j] = dhp[t * DV + j] / den[t];
+          }
+          const T dd = -dot / (den[t] * den[t]);
+          dden.data_ptr<T>()[bh * S + start + t] = dd;
+          const T share = abs_(qn) > floor ? T(1) : (abs_(qn) == floor ? T(0.5) : T(0));
+          dqn[t] = dd * sign(qn) * share;
+        }
+        // dP = dnum vᵀ + dqn; de = P∘dP; dS = dP∘W (in place over dP).
+        Tensor dS = w.matrix(5, len, len);
+        at::mm_out(dS, dnum, v_c.t());
+        T* dsp = dS.data_ptr<T>();
+        const T* pp = P.data_ptr<T>();
+        std::fill(de_cols.begin(), de_cols.begin() + len, T(0));
+        for (int64_t t = 0; t < len; ++t) {
+          T rows = 0;
+          for (int64_t u = 0; u <= t; ++u) {
+            const T dP = dsp[t * len + u] + dqn[t];
+            const T de = pp[t * len + u] * dP;
+            rows += de;
+            de_cols[u] += de;
+            dsp[t * len + u] = dP * exp_(g.b[u] - g.mx[t]);
+          }
+          for (int64_t u = t + 1; u < len; ++u) dsp[t * len + u] = 0;
+          de_rows[t] = rows;
+        }
+        // X = dnum C_pᵀ + dqn n_pᵀ (= the carried state's share of dq before G); dG_t = q_t·X_t.
+        Tensor X = w.matrix(6, len, DQK), Y = w.matrix(7, len, DQK);
+        at::mm_out(X, dnum, C_p.t());
+        T *xp = X.data_ptr<T>(), *yp = Y.data_ptr<T>();
+        const T *qp = q_c.data_ptr<T>(), *kp = k_c.data_ptr<T>();
+        for (int64_t t = 0; t < len; ++t) {
+          T s = 0;
+          for (int64_t d = 0; d < DQK; ++d) {
+            xp[t * DQK + d] += dqn[t] * n_p[d];
+            s += qp[t * DQK + d] * xp[t * DQK + d];
+          }
+          dG[t] = s;
+        }
+        Tensor dq_c = dq[bh].narrow(0, start, len), dk_c = dk[bh].narrow(0, start, len);
+        Tensor dv_c = dv[bh].narrow(0, start, len);
+        at::mm_out(dq_c, dS, k_c);
+        T* dqp = dq_c.data_ptr<T>();
+        for (int64_t t = 0; t < len; ++t) {
+          const T G = exp_(m_p - g.mx[t]);
+          for (int64_t d = 0; d < DQK; ++d) dqp[t * DQK + d] = scale * dqp[t * DQK + d] + G * xp[t * DQK + d];
+        }
+        // The chunk's end state: Y_u = dC v_u + dn; dk = s dSᵀ q + s WE Y; dv = Pᵀ dnum + (s WE k) dC.
+        at::mm_out(Y, v_c, dC_b.t());
+        at::mm_out(dk_c, dS.t(), q_c);
+        T* dkp = dk_c.data_ptr<T>();
+        Tensor kw = w.matrix(2, len, DQK);
+        T* kwp = kw.data_ptr<T>();
+        T de_end_total = 0;
+        for (int64_t u = 0; u < len; ++u) {
+          const T we = exp_(g.b[u] - g.mx_end);
+          T dwe = 0;
+          for (int64_t d = 0; d < DQK; ++d) {
+            yp[u * DQK + d] += dn_ptr[d];
+            dkp[u * DQK + d] = scale * (dkp[u * DQK + d] + we * yp[u * DQK + d]);
+            dwe += kp[u * DQK + d] * yp[u * DQK + d];
+            kwp[u * DQK + d] = scale * we * kp[u * DQK + d];
+          }
+          de_end[u] = we * scale * dwe;
+          de_end_total += de_end[u];
+        }
+        at::mm_out(dv_c, P.t(), dnum);
+        dv_c.addmm_(kw, dC_b);
+        // Gate gradients: log weights E[t,u] = a_t - a_u + i_u, carry a_t + m_p, end A - a_u + i_u, A + m_p.
+        const T decay = exp_(m_p - g.mx_end);
+        T dGE = 0;
+        const T *cp = C_p.data_ptr<T>(), *dcp = dC_b.data_ptr<T>();
+        for (int64_t x = 0; x < DQK * DV; ++x) dGE += dcp[x] * cp[x];
+        for (int64_t d = 0; d < DQK; ++d) dGE += dn_ptr[d] * n_p[d];
+        const T de_end_carry = decay * dGE;
+        T de_carry_total = 0;
+        T* di_c = di.data_ptr<T>() + bh * S + start;
+        for (int64_t t = 0; t < len; ++t) {
+          const T de_carry = exp_(m_p - g.mx[t]) * dG[t];
+          de_carry_total += de_carry;
+          di_c[t] = de_cols[t] + de_end[t];
+          da[t] = de_rows[t] - de_cols[t] + de_carry - de_end[t];
+        }
+        da[len - 1] += de_end_total + de_end_carry;
+        T* dlf = d_log_f.data_ptr<T>() + bh * S + start;
+        T suffix = 0;
+        for (int64_t t = len - 1; t >= 0; --t) dlf[t] = suffix += da[t];  // a_t = Σ_{u≤t} logσ(f_u)
+        if (c == 0) dm0_b = de_carry_total + de_end_carry;  // m0 is chunk 0's carried m
+        // Into the previous chunk: dC = GE dC + qᵀ (G∘dnum), dn = GE dn + Σ_t G_t dqn_t q_t.
+        for (int64_t t = 0; t < len; ++t) {
+          const T G = exp_(m_p - g.mx[t]);
+          for (int64_t j = 0; j < DV; ++j) dnp[t * DV + j] *= G;
+          dqn[t] *= G;
+        }
+        for (int64_t d = 0; d < DQK; ++d) {
+          T s = 0;
+          for (int64_t t = 0; t < len; ++t) s += dqn[t] * qp[t * DQK + d];
+          dn_ptr[d] = decay * dn_ptr[d] + s;
+        }
+        dC_b.mul_(decay).addmm_(q_c.t(), dnum);
+      }
+      dm0.data_ptr<T>()[bh] = dm0_b;
+    }
+  });
+}
 
 }  // namespace
 
 Tensors8 mlstm_chunkwise_forward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i,
                                      const Tensor& f, const Tensor& C0, const Tensor& n0, const Tensor& m0,
                                      int64_t chunk_size, double eps) {
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;  // the products below are the op's own
   const ChunkwiseInputs in = chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, "mlstm_chunkwise");
   const ChunkwiseSizes& z = in.z;
   const int64_t BH = z.bh();
-  const Tensor log_f = at::log_sigmoid(in.f);
-  Tensor h = at::empty({BH, z.S, z.DV}, in.q.options());
-  Tensor m_all = at::empty({BH, z.S}, in.q.options()), qn_all = at::empty({BH, z.S}, in.q.options());
-  Tensor C_starts = at::empty({BH, z.chunks, z.DQK, z.DV}, in.q.options());
-  Tensor n_starts = at::empty({BH, z.chunks, z.DQK}, in.q.options());
-  Tensor C = in.C0, n = in.n0, m = in.m0;
-  for (int64_t c = 0; c < z.chunks; ++c) {
-    const int64_t start = c * z.L, len = std::min(z.L, z.S - start);
-    C_starts.select(1, c).copy_(C);
-    n_starts.select(1, c).copy_(n);
-    const Chunk ch = chunk_forward(in, log_f, start, len, C, n, m);
-    h.narrow(1, start, len).copy_(ch.h);
-    m_all.narrow(1, start, len).copy_(ch.m);
-    qn_all.narrow(1, start, len).copy_(ch.qn);
-    C = ch.C_end;
-    n = ch.n_end;
-    m = ch.m_end;
-  }
-  return {sizes_like(h, {z.B, z.NH, z.S, z.DV}, z.dtype), C.reshape({z.B, z.NH, z.DQK, z.DV}).clone(),
-          n.reshape({z.B, z.NH, z.DQK}).clone(), m.reshape({z.B, z.NH}).clone(),
+  const auto o = in.q.options();
+  Tensor h = at::empty({BH, z.S, z.DV}, o), C_T = at::empty({BH, z.DQK, z.DV}, o), n_T = at::empty({BH, z.DQK}, o);
+  Tensor m_T = at::empty({BH}, o), m_all = at::empty({BH, z.S}, o), qn_all = at::empty({BH, z.S}, o);
+  Tensor C_starts = at::empty({BH, z.chunks, z.DQK, z.DV}, o), n_starts = at::empty({BH, z.chunks, z.DQK}, o);
+  AT_DISPATCH_FLOATING_TYPES(z.state, "mlstm_chunkwise_forward_cpu", [&] {
+    forward_cpu<scalar_t>(in, h, C_T, n_T, m_T, C_starts, n_starts, m_all, qn_all);
+  });
+  return {h.reshape({z.B, z.NH, z.S, z.DV}).to(z.dtype), C_T.reshape({z.B, z.NH, z.DQK, z.DV}),
+          n_T.reshape({z.B, z.NH, z.DQK}),                 m_T.reshape({z.B, z.NH}),
           C_starts.reshape({z.B, z.NH, z.chunks, z.DQK, z.DV}), n_starts.reshape({z.B, z.NH, z.chunks, z.DQK}),
-          m_all.reshape({z.B, z.NH, z.S}), qn_all.reshape({z.B, z.NH, z.S})};
+          m_all.reshape({z.B, z.NH, z.S}),                 qn_all.reshape({z.B, z.NH, z.S})};
 }
 
 Tensors8 mlstm_chunkwise_backward_cpu(const Tensor& dh, const Tensor& dC_T, const Tensor& dn_T, const Tensor& dm_T,
@@ -113,56 +349,22 @@ Tensors8 mlstm_chunkwise_backward_cpu(const Tensor& dh, const Tensor& dC_T, cons
                                       const Tensor& n_starts, const Tensor& m_all, const Tensor& qn_all,
                                       int64_t chunk_size, double eps) {
   const char* op = "mlstm_chunkwise_backward";
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const ChunkwiseInputs in = chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op);
   const ChunkwiseSizes& z = in.z;
   check_chunkwise_backward_inputs(z, q.device(), dh, dC_T, dn_T, dm_T, h, C_T, n_T, C_starts, n_starts, m_all, qn_all,
                                   op);
   const int64_t BH = z.bh();
-  const Tensor log_f = at::log_sigmoid(in.f);
-  const Tensor dh_all = dh.to(z.state).reshape({BH, z.S, z.DV});
-  const Tensor Cs = C_starts.reshape({BH, z.chunks, z.DQK, z.DV}), ns = n_starts.reshape({BH, z.chunks, z.DQK});
-  const Tensor ms = at::cat({in.m0.unsqueeze(1), m_all.reshape({BH, z.S})}, 1);  // m before each step
+  const auto flat = [&](const Tensor& t, at::IntArrayRef sizes) { return t.to(z.state).reshape(sizes).contiguous(); };
+  const Tensor dh_s = flat(dh, {BH, z.S, z.DV}), Cs = flat(C_starts, {BH, z.chunks, z.DQK, z.DV});
+  const Tensor ns = flat(n_starts, {BH, z.chunks, z.DQK}), ms = flat(m_all, {BH, z.S}), qns = flat(qn_all, {BH, z.S});
   Tensor dq = at::empty_like(in.q), dk = at::empty_like(in.k), dv = at::empty_like(in.v);
-  Tensor di = at::empty_like(in.i), d_log_f = at::empty_like(in.i), dden = at::empty_like(in.i);
-  Tensor dC = dC_T.reshape({BH, z.DQK, z.DV}), dn = dn_T.reshape({BH, z.DQK});
-  Tensor dm0 = at::zeros_like(in.m0);
-  for (int64_t c = z.chunks - 1; c >= 0; --c) {
-    const int64_t start = c * z.L, len = std::min(z.L, z.S - start);
-    const Tensor C_p = Cs.select(1, c), n_p = ns.select(1, c), m_p = ms.select(1, start);  // m before the chunk
-    const Chunk ch = chunk_forward(in, log_f, start, len, C_p, n_p, m_p);
-    const Tensor dh_c = dh_all.narrow(1, start, len);
-    const NormaliserGrads norm = normaliser_backward((dh_c * ch.h).sum(2), ch.qn, ch.m, in.eps);
-    dden.narrow(1, start, len).copy_(norm.dden);
-    const Tensor dnum = dh_c / norm.den.unsqueeze(2);
-    const Tensor& dqn = norm.dqn;
-    const Tensor dP = at::bmm(dnum, ch.v.transpose(1, 2)) + dqn.unsqueeze(2);
-    const Tensor dS = dP * ch.W;
-    Tensor dq_c = at::bmm(dS, ch.k) * in.scale +
-                  ch.G.unsqueeze(2) * (at::bmm(dnum, C_p.transpose(1, 2)) + dqn.unsqueeze(2) * n_p.unsqueeze(1));
-    Tensor dk_c = at::bmm(dS.transpose(1, 2), ch.q) * in.scale;
-    Tensor dv_c = at::bmm(ch.P.transpose(1, 2), dnum);
-    const Tensor dG = (dnum * ch.qC).sum(2) + dqn * ch.qn0;
-    // The chunk's end state: C_end = GE C_p + Σ_u WE_u s k_u v_uᵀ (and n likewise).
-    const Tensor dC_v = at::bmm(ch.v, dC.transpose(1, 2)) + dn.unsqueeze(1);  // dC v_u + dn, (BH, len, DQK)
-    const Tensor ks = ch.k * in.scale;
-    const Tensor dWE = (ks * dC_v).sum(2);
-    dk_c += (in.scale * ch.WE).unsqueeze(2) * dC_v;
-    dv_c += ch.WE.unsqueeze(2) * at::bmm(ks, dC);
-    const Tensor dGE = (dC * C_p).sum({1, 2}) + (dn * n_p).sum(1);
-    // Log weights: intra E[t,u] = a_t - a_u + i_u, carry a_t + m_p, end A - a_u + i_u and A + m_p.
-    const Tensor de = ch.P * dP, de_carry = ch.G * dG, de_end = ch.WE * dWE, de_end_carry = ch.GE * dGE;
-    const Tensor de_cols = de.sum(1);
-    Tensor da = de.sum(2) - de_cols + de_carry - de_end;
-    da.select(1, len - 1).add_(de_end.sum(1) + de_end_carry);
-    di.narrow(1, start, len).copy_(de_cols + de_end);
-    d_log_f.narrow(1, start, len).copy_(da.flip(1).cumsum(1).flip(1));  // a_t = Σ_{u≤t} logσ(f_u)
-    dq.narrow(1, start, len).copy_(dq_c);
-    dk.narrow(1, start, len).copy_(dk_c);
-    dv.narrow(1, start, len).copy_(dv_c);
-    if (c == 0) dm0 += de_carry.sum(1) + de_end_carry;  // m0 is chunk 0's carried m
-    dC = ch.GE.view({-1, 1, 1}) * dC + at::bmm(ch.q.transpose(1, 2), ch.G.unsqueeze(2) * dnum);
-    dn = ch.GE.unsqueeze(1) * dn + at::bmm((ch.G * dqn).unsqueeze(1), ch.q).squeeze(1);
-  }
+  Tensor dC = flat(dC_T, {BH, z.DQK, z.DV}).clone(), dn = flat(dn_T, {BH, z.DQK}).clone();
+  Tensor dm0 = at::empty_like(in.m0), di = at::empty_like(in.i), d_log_f = at::empty_like(in.i);
+  Tensor dden = at::empty_like(in.i);
+  AT_DISPATCH_FLOATING_TYPES(z.state, "mlstm_chunkwise_backward_cpu", [&] {
+    backward_cpu<scalar_t>(in, dh_s, Cs, ns, ms, qns, dq, dk, dv, dC, dn, dm0, di, d_log_f, dden);
+  });
   auto [di_out, df, dm0_out] = finish_gate_grads(z, di, d_log_f, dm0, dden, i, f, m0, m_all, dC_T, C_T, dn_T, n_T,
                                                  dm_T, eps);
   return {sizes_like(dq, q.sizes(), z.dtype), sizes_like(dk, k.sizes(), z.dtype), sizes_like(dv, v.sizes(), z.dtype),

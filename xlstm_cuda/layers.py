@@ -44,10 +44,14 @@ class HeadwiseLinear(nn.Module):
         nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * block_size)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        blocks = x.unflatten(-1, (-1, self.block_size))
-        # A sum of block_size broadcast products: small blocks make a batched matmul slower than this.
-        y = sum(blocks[..., i:i + 1] * self.weight[..., i] for i in range(self.block_size)).flatten(-2)
-        return y if self.bias is None else y + self.bias
+        """x (..., S, dim) -> (..., S, dim)."""
+        # The block-diagonal product is a grouped pointwise convolution over (N, dim, S): one library
+        # call (oneDNN, cuDNN), several times faster than broadcast products or a batched matmul of
+        # tiny blocks, forward and backward.
+        rows = x.reshape(-1, x.shape[-2], x.shape[-1]).transpose(1, 2)
+        weight = self.weight.reshape(-1, self.block_size, 1)  # [block * out, in, 1]
+        y = F.conv1d(rows, weight, self.bias, groups=self.weight.shape[0])
+        return y.transpose(1, 2).reshape(x.shape)
 
 
 class MultiHeadNorm(nn.Module):

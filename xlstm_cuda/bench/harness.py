@@ -119,13 +119,13 @@ def tensors_of(tree) -> list[torch.Tensor]:
 
 def phase_calls(fn, inputs: list[torch.Tensor]) -> dict:
     """The calls to time: the forward without autograd, and forward+backward through autograd from random
-    upstream gradients to every floating-point input (None when fn has no differentiable output)."""
+    upstream gradients to every floating-point input and every parameter fn's modules hold, as a training
+    step computes them (None when fn has no differentiable output)."""
     def forward():
         with torch.no_grad():
             fn(*inputs)
 
     call_inputs = [x.detach().requires_grad_() if x.is_floating_point() else x for x in inputs]
-    grad_inputs = [x for x in call_inputs if x.requires_grad]
 
     def differentiable_outputs():
         return [t for t in tensors_of(fn(*call_inputs)) if t.requires_grad]
@@ -134,7 +134,7 @@ def phase_calls(fn, inputs: list[torch.Tensor]) -> dict:
     upstream = [torch.randn(t.shape, generator=gen).to(t) for t in differentiable_outputs()]
 
     def forward_backward():
-        torch.autograd.grad(differentiable_outputs(), grad_inputs, upstream, allow_unused=True)
+        torch.autograd.backward(differentiable_outputs(), upstream)  # into .grad of inputs and parameters
 
     return dict(fwd=forward, fwd_bwd=forward_backward if upstream else None)
 
