@@ -55,7 +55,7 @@ XLSTM_MLSTM_CHUNKWISE_DECLARE(cpu)
 XLSTM_MLSTM_CHUNKWISE_DECLARE(cuda)
 #undef XLSTM_MLSTM_CHUNKWISE_DECLARE
 
-// Which sLSTM kernel runs for head size dh on the current device: R in shared memory or from L2.
-bool slstm_cuda_r_in_shared(int64_t dh, bool backward);
+// Which sLSTM kernel runs for head size dh on the current device: where it keeps R.
+const char* slstm_cuda_path(int64_t dh, bool backward);
 
 }  // namespace xlstm

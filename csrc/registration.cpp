@@ -90,8 +90,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     return info;
   });
 #if defined(XLSTM_WITH_CUDA) || defined(XLSTM_SIM)
-  module.def("slstm_cuda_path", [](int64_t dh, bool backward) {
-    return xlstm::slstm_cuda_r_in_shared(dh, backward) ? "fused: R in shared memory" : "general: R read from L2";
-  }, "The sLSTM CUDA kernel that runs for head size dh on the current device.");
+  module.def("slstm_cuda_path", &xlstm::slstm_cuda_path,
+             "The sLSTM CUDA kernel that runs for head size dh on the current device: where it keeps R.");
 #endif
 }

@@ -22,11 +22,35 @@ void check_grid(const SlstmInputs& in, const char* op) {
               op, ": batch ", in.B, " x heads ", in.NH, " exceeds the grid");
 }
 
+// The instantiation for where R lives.
+template <typename Kernel>
+Kernel slstm_kernel_for(SlstmRPlace place, Kernel shared, Kernel split, Kernel global) {
+  return place == SlstmRPlace::kShared ? shared : place == SlstmRPlace::kRegistersAndShared ? split : global;
+}
+
+SlstmRPlace slstm_cuda_r_place(int64_t dh, bool backward) {
+  const auto fits = [&](SlstmRPlace place) {
+    const int64_t floats = backward ? slstm_bwd_smem_floats(dh, place) : slstm_fwd_smem_floats(dh, place);
+    return floats * static_cast<int64_t>(sizeof(float)) <= max_dynamic_shared_bytes();
+  };
+  if (fits(SlstmRPlace::kShared)) return SlstmRPlace::kShared;
+  // The split gives each thread one slice of R: a block of 4·DH threads, and DH past the register rows.
+  if (4 * dh <= 1024 && dh > kSlstmRegisterRows && fits(SlstmRPlace::kRegistersAndShared))
+    return SlstmRPlace::kRegistersAndShared;
+  return SlstmRPlace::kGlobal;
+}
+
 }  // namespace
 
-bool slstm_cuda_r_in_shared(int64_t dh, bool backward) {
-  const int64_t floats = backward ? slstm_bwd_smem_floats(dh, true) : slstm_fwd_smem_floats(dh, true);
-  return floats * static_cast<int64_t>(sizeof(float)) <= max_dynamic_shared_bytes();
+const char* slstm_cuda_path(int64_t dh, bool backward) {
+  switch (slstm_cuda_r_place(dh, backward)) {
+    case SlstmRPlace::kShared:
+      return "fused: R in shared memory";
+    case SlstmRPlace::kRegistersAndShared:
+      return "fused: R in registers and shared memory";
+    default:
+      return "general: R read from L2";
+  }
 }
 
 Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial,
@@ -36,14 +60,16 @@ Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, c
   check_grid(in, op);
   const DeviceScope scope(in.x);
   auto [h, trace] = slstm_forward_outputs(in, save_trace, empty_output);
-  const bool r_shared = slstm_cuda_r_in_shared(in.DH, false);
-  const size_t smem = slstm_fwd_smem_floats(in.DH, r_shared) * sizeof(float);
+  const SlstmRPlace place = slstm_cuda_r_place(in.DH, false);
+  const size_t smem = slstm_fwd_smem_floats(in.DH, place) * sizeof(float);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_forward_cuda", [&] {
     SlstmParams<scalar_t, float> p;
     fill_slstm_params(p, in, trace);
     p.h_out = h.data_ptr<scalar_t>();
-    launch_kernel(r_shared ? slstm_fwd_kernel<scalar_t, true> : slstm_fwd_kernel<scalar_t, false>, slstm_grid(in),
-                  slstm_block(in.DH), smem, scope.stream(), p);
+    launch_kernel(slstm_kernel_for(place, slstm_fwd_kernel<scalar_t, SlstmRPlace::kShared>,
+                                   slstm_fwd_kernel<scalar_t, SlstmRPlace::kRegistersAndShared>,
+                                   slstm_fwd_kernel<scalar_t, SlstmRPlace::kGlobal>),
+                  slstm_grid(in), slstm_block(in.DH), smem, scope.stream(), p);
   });
   return slstm_forward_result(in, h, trace);
 }
@@ -55,11 +81,13 @@ Tensors4 slstm_backward_cuda(const Tensor& dh, const Tensor& d_last, const Tenso
   check_grid(in, op);
   const DeviceScope scope(in.x);
   const SlstmBackwardTensors t = slstm_backward_tensors(in, dh, d_last, trace, op, empty_output);
-  const bool r_shared = slstm_cuda_r_in_shared(in.DH, true);
-  const size_t smem = slstm_bwd_smem_floats(in.DH, r_shared) * sizeof(float);
+  const SlstmRPlace place = slstm_cuda_r_place(in.DH, true);
+  const size_t smem = slstm_bwd_smem_floats(in.DH, place) * sizeof(float);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_backward_cuda", [&] {
-    launch_kernel(r_shared ? slstm_bwd_kernel<scalar_t, true> : slstm_bwd_kernel<scalar_t, false>, slstm_grid(in),
-                  slstm_block(in.DH), smem, scope.stream(), slstm_bwd_params<scalar_t, float>(in, t));
+    launch_kernel(slstm_kernel_for(place, slstm_bwd_kernel<scalar_t, SlstmRPlace::kShared>,
+                                   slstm_bwd_kernel<scalar_t, SlstmRPlace::kRegistersAndShared>,
+                                   slstm_bwd_kernel<scalar_t, SlstmRPlace::kGlobal>),
+                  slstm_grid(in), slstm_block(in.DH), smem, scope.stream(), slstm_bwd_params<scalar_t, float>(in, t));
   });
   return slstm_backward_result(in, t, R, b);
 }

@@ -7,8 +7,9 @@ import xlstm_cuda
 from conftest import BACKENDS, assert_all_close, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-# (B, S, NH, DH): B = 1, S = 1, NH = 1 and 3, DH = 8, 24, 64 (R in shared memory) and 128 (R from L2)
-SHAPES = [(1, 1, 1, 8), (3, 7, 3, 24), (5, 20, 1, 64), (2, 5, 2, 128)]
+# (B, S, NH, DH): B = 1, S = 1, NH = 1 and 3, DH = 8, 24, 64 (CUDA: R in shared memory), 128 (R in registers
+# and shared memory) and 144 (R read from L2)
+SHAPES = [(1, 1, 1, 8), (3, 7, 3, 24), (5, 20, 1, 64), (2, 5, 2, 128), (1, 3, 1, 144)]
 
 
 def slstm_inputs(gen, B, S, NH, DH, dtype, device, with_state, weight_dtype=None):
@@ -192,3 +193,12 @@ def test_torch_compile_fullgraph():
     eager_x = x.detach().clone().requires_grad_(True)
     Cell()(eager_x, R, b, *state).backward()
     torch.testing.assert_close(x.grad, eager_x.grad)
+
+
+def test_emulated_sm90_keeps_r_on_chip_up_to_128_units():
+    # The emulation has sm_90's shared memory per block, so it runs the kernel an H100 / H200 runs.
+    from xlstm_cuda import _sim as sim
+    for backward in (False, True):
+        assert sim.slstm_cuda_path(64, backward) == "fused: R in shared memory"
+        assert sim.slstm_cuda_path(128, backward) == "fused: R in registers and shared memory"
+        assert sim.slstm_cuda_path(144, backward) == "general: R read from L2"
