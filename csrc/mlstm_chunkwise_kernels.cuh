@@ -93,6 +93,24 @@ __device__ __forceinline__ float v_ext(const scalar_t* v_row, int j, int dv) {
   return j < dv ? static_cast<float>(v_row[j]) : (j == dv ? 1.f : 0.f);
 }
 
+// Sizes as ints (the wrapper checks S · head size fits), for every kernel.
+struct Dims {
+  int DQK, DV, L, S, chunks;
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ Dims dims_of(const MlstmChunkwiseParams<scalar_t>& p) {
+  return {static_cast<int>(p.dqk), static_cast<int>(p.dv), static_cast<int>(p.chunk), static_cast<int>(p.seq),
+          static_cast<int>(p.chunks)};
+}
+
+// m before chunk c of row bh: the initial m, or the forward's m after the previous chunk's last step.
+template <typename scalar_t>
+__device__ __forceinline__ float m_before_chunk(const MlstmChunkwiseParams<scalar_t>& p, int64_t bh, int c,
+                                                const Dims& z) {
+  return c == 0 ? p.m0[bh] : p.m_all[bh * z.S + c * z.L - 1];
+}
+
 }  // namespace chunkwise
 
 // Dynamic shared memory of each kernel, in floats.
@@ -118,8 +136,7 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
   XLSTM_DYNAMIC_SHARED(float, smem);
   const ChunkGates g = chunk_gates_at(smem);
   float* stage = smem + kGateFloats;
-  const int DQK = static_cast<int>(p.dqk), DV = static_cast<int>(p.dv), L = static_cast<int>(p.chunk);
-  const int S = static_cast<int>(p.seq), chunks = static_cast<int>(p.chunks);
+  const auto [DQK, DV, L, S, chunks] = dims_of(p);
   const int d0 = blockIdx.x * kTile, j0 = blockIdx.y * kTile;
   const int64_t bh = blockIdx.z;
   const bool writes_m = blockIdx.x == 0 && blockIdx.y == 0;
@@ -159,15 +176,16 @@ __global__ void mlstm_chunkwise_fwd_outputs_kernel(MlstmChunkwiseFwdParams<scala
   float* P = den + kTile;           // [kTile][kMaxChunk]: W∘(s q·k) of the current row tile
   float* row_partial = P + kTile * kMaxChunk;  // [kSpread][kTile], for dh·h
   float* stage = row_partial + kSpread * kTile;
-  const int DQK = static_cast<int>(p.dqk), DV = static_cast<int>(p.dv), L = static_cast<int>(p.chunk);
-  const int S = static_cast<int>(p.seq), c = blockIdx.x;
+  const Dims z = dims_of(p);
+  const auto [DQK, DV, L, S, chunks] = z;
+  const int c = blockIdx.x;
   const int64_t bh = blockIdx.y;
   const int start = c * L, len = min_(L, S - start);
   const int64_t row0 = bh * S + start;  // index of the chunk's first token
   const scalar_t *q = p.q + row0 * DQK, *k = p.k + row0 * DQK, *v = p.v + row0 * DV;
-  const float m_p = c == 0 ? p.m0[bh] : p.m_all[row0 - 1];
+  const float m_p = m_before_chunk(p, bh, c, z);
   scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
-  const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * p.chunks + c, DQK, DV);
+  const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV);
   const int col_tiles = (DV + 1 + kTile - 1) / kTile;
   if (kDhDotH)
     for (int x = threadIdx.x; x < kSpread * kTile; x += blockDim.x) row_partial[x] = 0.f;
@@ -233,8 +251,8 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
   XLSTM_DYNAMIC_SHARED(float, smem);
   const ChunkGates g = chunk_gates_at(smem);
   float* stage = smem + kGateFloats;
-  const int DQK = static_cast<int>(p.dqk), DV = static_cast<int>(p.dv), L = static_cast<int>(p.chunk);
-  const int S = static_cast<int>(p.seq), chunks = static_cast<int>(p.chunks);
+  const Dims z = dims_of(p);
+  const auto [DQK, DV, L, S, chunks] = z;
   const int d0 = blockIdx.x * kTile, j0 = blockIdx.y * kTile;
   const int64_t bh = blockIdx.z;
 
@@ -244,7 +262,7 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
     const int start = c * L, len = min_(L, S - start);
     const int64_t row0 = bh * S + start;
     store_tile(acc, state_ref(p.dC_ends, p.dn_ends, bh * chunks + c, DQK, DV), d0, j0);
-    const float m_p = c == 0 ? p.m0[bh] : p.m_all[row0 - 1];
+    const float m_p = m_before_chunk(p, bh, c, z);
     scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
     const float decay = exp_(m_p - g.mx[len - 1]);
     const int t = threadIdx.x;
@@ -272,8 +290,9 @@ template <typename scalar_t>
 __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_t> p) {
   using namespace chunkwise;
   XLSTM_DYNAMIC_SHARED(float, smem);
-  const int DQK = static_cast<int>(p.dqk), DV = static_cast<int>(p.dv), L = static_cast<int>(p.chunk);
-  const int S = static_cast<int>(p.seq), c = blockIdx.x, t = threadIdx.x;
+  const Dims z = dims_of(p);
+  const auto [DQK, DV, L, S, chunks] = z;
+  const int c = blockIdx.x, t = threadIdx.x;
   const int lp = static_cast<int>(mlstm_chunkwise_bwd_intra_padded(L));
   const ChunkGates g = chunk_gates_at(smem);
   float* den = smem + kGateFloats;
@@ -292,7 +311,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   const int start = c * L, len = min_(L, S - start);
   const int64_t row0 = bh * S + start;
   const scalar_t *q = p.q + row0 * DQK, *k = p.k + row0 * DQK, *v = p.v + row0 * DV, *dh = p.dh + row0 * DV;
-  const float m_p = c == 0 ? p.m0[bh] : p.m_all[row0 - 1];
+  const float m_p = m_before_chunk(p, bh, c, z);
   for (int x = t; x < 2 * kSpread * kMaxChunk; x += blockDim.x) row_partial[x] = 0.f;  // both buffers
   if (t < len) {
     den[t] = p.den[row0 + t];
@@ -300,8 +319,8 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   }
   scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
   const float mx_end = g.mx[len - 1];
-  const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * p.chunks + c, DQK, DV);
-  const StateRef d_end = state_ref(p.dC_ends, p.dn_ends, bh * p.chunks + c, DQK, DV);
+  const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV);
+  const StateRef d_end = state_ref(p.dC_ends, p.dn_ends, bh * chunks + c, DQK, DV);
   auto dnum = [&](int u, int j) {  // dnum' = [dh / den | dqn]
     return j < DV ? static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]) / den[u] : (j == DV ? dqn[u] : 0.f);
   };
