@@ -174,9 +174,11 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
 }
 
 // Gradients with every m held fixed (the gradient through m is finish_gate_grads'): dq, dk, dv, the
-// initial state's dC, dn and its m's share dm0, per step di, d_log_f and dden.
+// initial state's dC, dn and its m's share dm0, per step di, d_log_f and dden. h_full: the forward's
+// h where it is at full precision (undefined for bf16 / fp16 inputs: then recomputed for dh·h).
 template <typename T>
-void backward_cpu(const ChunkwiseInputs& in, const Tensor& dh, const Tensor& C_starts, const Tensor& n_starts,
+void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor& dh, const Tensor& C_starts,
+                  const Tensor& n_starts,
                   const Tensor& m_all, const Tensor& qn_all, Tensor& dq, Tensor& dk, Tensor& dv, Tensor& dC,
                   Tensor& dn, Tensor& dm0, Tensor& di, Tensor& d_log_f, Tensor& dden) {
   const ChunkwiseSizes& z = in.z;
@@ -203,21 +205,24 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& dh, const Tensor& C_s
         Tensor P = w.matrix(0, len, len), num = w.matrix(1, len, DV);
         at::mm_out(P, q_c, k_c.t());
         gate_scores(P.data_ptr<T>(), len, g, scale);
-        std::vector<T>& qn_scratch = de_rows;  // numerator() also gives q·n, already saved
-        numerator(w, P, q_c, v_c, C_p, n_p, g, m_p, num, qn_scratch.data());
+        const T* h_rows = h_full.defined() ? h_full[bh].data_ptr<T>() + start * DV : nullptr;
+        if (h_rows == nullptr) {
+          std::vector<T>& qn_scratch = de_rows;  // numerator() also gives q·n, already saved
+          numerator(w, P, q_c, v_c, C_p, n_p, g, m_p, num, qn_scratch.data());
+        }
         // The normaliser: dnum = dh / den, dqn = dden · sign(q·n) where |q·n| sets it.
         Tensor dnum = w.matrix(3, len, DV);
         T* dnp = dnum.data_ptr<T>();
-        const T *dhp = dh_c.data_ptr<T>(), *nu = num.data_ptr<T>();
+        const T *dhp = dh_c.data_ptr<T>(), *nu = h_rows != nullptr ? h_rows : num.data_ptr<T>();
         for (int64_t t = 0; t < len; ++t) {
           const T qn = qn_row[start + t], floor = exp_(-m_row[start + t]);
           den[t] = max_(abs_(qn), floor) + eps;
-          T dot = 0;
+          T dot = 0;  // dh·h, or dh·num = den dh·h
           for (int64_t j = 0; j < DV; ++j) {
             dot += dhp[t * DV + j] * nu[t * DV + j];
             dnp[t * DV + j] = dhp[t * DV + j] / den[t];
           }
-          const T dd = -dot / (den[t] * den[t]);
+          const T dd = -dot / (h_rows != nullptr ? den[t] : den[t] * den[t]);
           dden.data_ptr<T>()[bh * S + start + t] = dd;
           const T share = abs_(qn) > floor ? T(1) : (abs_(qn) == floor ? T(0.5) : T(0));
           dqn[t] = dd * sign(qn) * share;
@@ -356,6 +361,7 @@ Tensors8 mlstm_chunkwise_backward_cpu(const Tensor& dh, const Tensor& dC_T, cons
                                   op);
   const int64_t BH = z.bh();
   const auto flat = [&](const Tensor& t, at::IntArrayRef sizes) { return t.to(z.state).reshape(sizes).contiguous(); };
+  const Tensor h_full = z.dtype == z.state ? flat(h, {BH, z.S, z.DV}) : Tensor();
   const Tensor dh_s = flat(dh, {BH, z.S, z.DV}), Cs = flat(C_starts, {BH, z.chunks, z.DQK, z.DV});
   const Tensor ns = flat(n_starts, {BH, z.chunks, z.DQK}), ms = flat(m_all, {BH, z.S}), qns = flat(qn_all, {BH, z.S});
   Tensor dq = at::empty_like(in.q), dk = at::empty_like(in.k), dv = at::empty_like(in.v);
@@ -363,7 +369,7 @@ Tensors8 mlstm_chunkwise_backward_cpu(const Tensor& dh, const Tensor& dC_T, cons
   Tensor dm0 = at::empty_like(in.m0), di = at::empty_like(in.i), d_log_f = at::empty_like(in.i);
   Tensor dden = at::empty_like(in.i);
   AT_DISPATCH_FLOATING_TYPES(z.state, "mlstm_chunkwise_backward_cpu", [&] {
-    backward_cpu<scalar_t>(in, dh_s, Cs, ns, ms, qns, dq, dk, dv, dC, dn, dm0, di, d_log_f, dden);
+    backward_cpu<scalar_t>(in, h_full, dh_s, Cs, ns, ms, qns, dq, dk, dv, dC, dn, dm0, di, d_log_f, dden);
   });
   auto [di_out, df, dm0_out] = finish_gate_grads(z, di, d_log_f, dm0, dden, i, f, m0, m_all, dC_T, C_T, dn_T, n_T,
                                                  dm_T, eps);
