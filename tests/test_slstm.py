@@ -1,10 +1,12 @@
 """The fused sLSTM op against python_ref, on every backend that can run here."""
+import importlib
+
 import pytest
 import torch
 
 import python_ref
 import xlstm_cuda
-from conftest import BACKENDS, assert_all_close, generator, randn
+from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, S, NH, DH): B = 1, S = 1, NH = 1 and 3, DH = 8, 24, 64 (CUDA: R in shared memory), 128 (R in registers
@@ -195,10 +197,13 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(x.grad, eager_x.grad)
 
 
-def test_emulated_sm90_keeps_r_on_chip_up_to_128_units():
-    # The emulation has sm_90's shared memory per block, so it runs the kernel an H100 / H200 runs.
-    from xlstm_cuda import _sim as sim
+@pytest.mark.parametrize("backend", CUDA_SOURCE_BACKENDS, ids=str)
+def test_sm90_keeps_r_on_chip_up_to_128_units(backend):
+    # The emulation has sm_90's shared memory per block, so it picks the kernel an H100 / H200 runs.
+    if backend.name == "cuda" and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the limits asserted here are sm_90's")
+    module = importlib.import_module("xlstm_cuda._sim" if backend.name == "emulation" else "xlstm_cuda._C")
     for backward in (False, True):
-        assert sim.slstm_cuda_path(64, backward) == "fused: R in shared memory"
-        assert sim.slstm_cuda_path(128, backward) == "fused: R in registers and shared memory"
-        assert sim.slstm_cuda_path(144, backward) == "general: R read from L2"
+        assert module.slstm_cuda_path(64, backward) == "fused: R in shared memory"
+        assert module.slstm_cuda_path(128, backward) == "fused: R in registers and shared memory"
+        assert module.slstm_cuda_path(144, backward) == "general: R read from L2"
