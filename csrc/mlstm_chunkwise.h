@@ -13,7 +13,22 @@
 
 #include <cstdint>
 
+#include "mlstm_step.h"  // mlstm_denominator and its backward: the same normaliser per step
+
 namespace xlstm {
+
+// The gradient reaching step t's normaliser den = max(|q·n|, exp(-m)) + eps, dden = -(dh·h) / den,
+// and the share of it that passes to q·n. m is held fixed here: the chunkwise backward routes the
+// gradient through the stabiliser separately (mlstm_chunkwise_binding.h).
+template <typename T>
+struct NormaliserGrad {
+  T dden, dqn;
+};
+template <typename T>
+XLSTM_HOST_DEVICE NormaliserGrad<T> chunkwise_normaliser_backward(T dh_dot_h, T qn, T m, T den) {
+  const T dden = -dh_dot_h / den;
+  return {dden, mlstm_denominator_backward(qn, m, dden).dqn};
+}
 
 // Tile shapes of the chunkwise kernels. A block of kThreads threads computes kTile x kTile output
 // tiles, each thread a kMicro x kMicro register tile; operands pass through shared memory kDepth
@@ -52,7 +67,8 @@ struct MlstmChunkwiseFwdParams : MlstmChunkwiseParams<scalar_t> {
 template <typename scalar_t>
 struct MlstmChunkwiseBwdParams : MlstmChunkwiseParams<scalar_t> {
   const scalar_t* dh;              // (BH, S, DV), contiguous
-  const float *den, *dqn;          // (BH, S): the normaliser of every step and the gradient of its q·n
+  const float *dh_dot_h, *qn_all;  // (BH, S): dh·h at full precision, and the forward's q·n
+  float* dden;                     // (BH, S): the gradient reaching every step's normaliser
   const float *dC_T, *dn_T;        // gradient of the returned state
   float *dC_ends, *dn_ends;        // (BH, chunks, ...): gradient of every chunk's end state
   scalar_t *dq, *dk, *dv_;  // dv_: dv is the value head size

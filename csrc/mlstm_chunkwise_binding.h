@@ -1,6 +1,5 @@
-// Tensor side of the chunkwise mLSTM shared by the CPU (ATen) and CUDA entry points: validation,
-// and the two (B·NH, S)-sized steps of the backward pass around the kernels: the gradient through
-// each step's normaliser, and the routing of the stabiliser's gradient.
+// Tensor side of the chunkwise mLSTM shared by the CPU and CUDA entry points: validation, and the
+// last, (B·NH, S)-sized step of the backward pass: the routing of the stabiliser's gradient.
 //
 // The stabiliser m[t] (the step form's running max) cancels from everything but the eps term of
 // the normaliser and the scale of the returned state, so the backward pass is the gradient of the
@@ -68,22 +67,6 @@ inline void check_chunkwise_backward_inputs(const ChunkwiseSizes& z, const at::D
   check_tensor(n_starts, op, "n_starts", {z.B, z.NH, z.chunks, z.DQK}, z.state, dev, "from the forward");
   check_tensor(m_all, op, "m_all", {z.B, z.NH, z.S}, z.state, dev, "from the forward");
   check_tensor(qn_all, op, "qn_all", {z.B, z.NH, z.S}, z.state, dev, "from the forward");
-}
-
-// Per step, in the state dtype (any shape, elementwise): den = max(|q·n|, exp(-m)) + eps,
-// dden = -(dh·h) / den, and dqn, the gradient of q·n where it sets the normaliser (half on a tie,
-// as torch.maximum). dh·h must come from h at full precision, not rounded to a low-precision dtype.
-struct NormaliserGrads {
-  at::Tensor den, dden, dqn;
-};
-
-inline NormaliserGrads normaliser_backward(const at::Tensor& dh_dot_h, const at::Tensor& qn, const at::Tensor& m,
-                                           double eps) {
-  const at::Tensor floor = (-m).exp(), abs_qn = qn.abs();
-  const at::Tensor den = at::maximum(abs_qn, floor) + eps;
-  const at::Tensor dden = -dh_dot_h / den;
-  const at::Tensor share = at::where(abs_qn > floor, 1.0, at::where(abs_qn == floor, 0.5, 0.0));
-  return {den, dden, dden * qn.sign() * share};
 }
 
 // The gate gradients, given those with every m held fixed (di, d_log_f (B·NH, S), dm0 (B·NH) in

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "mlstm_chunkwise.h"
 #include "mlstm_chunkwise_binding.h"
 #include "numerics.h"
 #include "ops.h"
@@ -89,31 +90,25 @@ void gate_scores(T* P, int64_t len, const ChunkGates<T>& g, T scale) {
   }
 }
 
-// num = P v + (G∘q) C_p (rows t), and q·n of each row: Σ_u P[t,u] + G_t q_t·n_p.
+// num = P v + (G∘q) C_p (rows t), and, where qn is given, q·n of each row: Σ_u P[t,u] + G_t q_t·n_p.
 template <typename T>
 void numerator(Scratch<T>& w, const Tensor& P, const Tensor& q_c, const Tensor& v_c, const Tensor& C_p, const T* n_p,
-               const ChunkGates<T>& g, T m_p, Tensor& num, T* qn) {
+               const ChunkGates<T>& g, T m_p, Tensor& num, T* qn = nullptr) {
   const int64_t len = P.size(0), DQK = q_c.size(1);
   Tensor Gq = w.matrix(4, len, DQK);
   const T *q = q_c.data_ptr<T>(), *p = P.data_ptr<T>();
   T* gq = Gq.data_ptr<T>();
   for (int64_t t = 0; t < len; ++t) {
     const T G = exp_(m_p - g.mx[t]);
+    for (int64_t d = 0; d < DQK; ++d) gq[t * DQK + d] = G * q[t * DQK + d];
+    if (qn == nullptr) continue;
     T s = 0, qn0 = 0;
     for (int64_t u = 0; u <= t; ++u) s += p[t * len + u];
-    for (int64_t d = 0; d < DQK; ++d) {
-      gq[t * DQK + d] = G * q[t * DQK + d];
-      qn0 += q[t * DQK + d] * n_p[d];
-    }
+    for (int64_t d = 0; d < DQK; ++d) qn0 += q[t * DQK + d] * n_p[d];
     qn[t] = s + G * qn0;
   }
   at::mm_out(num, P, v_c);
   num.addmm_(Gq, C_p);
-}
-
-template <typename T>
-T denominator(T qn, T m, T eps) {
-  return max_(abs_(qn), exp_(-m)) + eps;
 }
 
 template <typename T>
@@ -149,7 +144,7 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
         T* m_c = m_all[bh].data_ptr<T>() + start;
         for (int64_t t = 0; t < len; ++t) {
           m_c[t] = g.a[t] + g.mx[t];
-          const T den = denominator(qn[t], m_c[t], eps);
+          const T den = mlstm_denominator(qn[t], m_c[t], eps);
           for (int64_t j = 0; j < DV; ++j) h_c[t * DV + j] = nu[t * DV + j] / den;
         }
         // C_end = GE C + Σ_u (s WE_u k_u) v_uᵀ, n likewise.
@@ -206,26 +201,23 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         at::mm_out(P, q_c, k_c.t());
         gate_scores(P.data_ptr<T>(), len, g, scale);
         const T* h_rows = h_full.defined() ? h_full[bh].data_ptr<T>() + start * DV : nullptr;
-        if (h_rows == nullptr) {
-          std::vector<T>& qn_scratch = de_rows;  // numerator() also gives q·n, already saved
-          numerator(w, P, q_c, v_c, C_p, n_p, g, m_p, num, qn_scratch.data());
-        }
-        // The normaliser: dnum = dh / den, dqn = dden · sign(q·n) where |q·n| sets it.
+        if (h_rows == nullptr) numerator(w, P, q_c, v_c, C_p, n_p, g, m_p, num);  // q·n is saved
+        // The normaliser: dnum = dh / den, and the gradients reaching den and q·n.
         Tensor dnum = w.matrix(3, len, DV);
         T* dnp = dnum.data_ptr<T>();
         const T *dhp = dh_c.data_ptr<T>(), *nu = h_rows != nullptr ? h_rows : num.data_ptr<T>();
         for (int64_t t = 0; t < len; ++t) {
-          const T qn = qn_row[start + t], floor = exp_(-m_row[start + t]);
-          den[t] = max_(abs_(qn), floor) + eps;
+          const T qn = qn_row[start + t], m = m_row[start + t];
+          den[t] = mlstm_denominator(qn, m, eps);
           T dot = 0;  // dh·h, or dh·num = den dh·h
           for (int64_t j = 0; j < DV; ++j) {
             dot += dhp[t * DV + j] * nu[t * DV + j];
             dnp[t * DV + j] = dhp[t * DV + j] / den[t];
           }
-          const T dd = -dot / (h_rows != nullptr ? den[t] : den[t] * den[t]);
-          dden.data_ptr<T>()[bh * S + start + t] = dd;
-          const T share = abs_(qn) > floor ? T(1) : (abs_(qn) == floor ? T(0.5) : T(0));
-          dqn[t] = dd * sign(qn) * share;
+          const NormaliserGrad<T> ng =
+              chunkwise_normaliser_backward(h_rows != nullptr ? dot : dot / den[t], qn, m, den[t]);
+          dden.data_ptr<T>()[bh * S + start + t] = ng.dden;
+          dqn[t] = ng.dqn;
         }
         // dP = dnum vᵀ + dqn; de = P∘dP; dS = dP∘W (in place over dP).
         Tensor dS = w.matrix(5, len, len);

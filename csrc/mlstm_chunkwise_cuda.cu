@@ -135,14 +135,13 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
                     mlstm_chunkwise_fwd_outputs_smem_floats() * sizeof(float), scope.stream(), p);
     });
   }
-  const NormaliserGrads norm = normaliser_backward(dh_dot_h.reshape({z.bh(), z.S}), qn_all.reshape({z.bh(), z.S}),
-                                                   m_all_c.reshape({z.bh(), z.S}), eps);
-  const Tensor den = norm.den.contiguous(), dqn = norm.dqn.contiguous();
+  const Tensor dh_dot_h_c = dh_dot_h.contiguous(), qn_all_c = qn_all.contiguous();
   // The gradient of every chunk's end state: as large as C_starts, freed on return.
   Tensor dC_ends = empty_output(C_starts.sizes(), fo), dn_ends = empty_output(n_starts.sizes(), fo);
   Tensor dq = empty_output(in.q.sizes(), in.q.options()), dk = empty_output(in.k.sizes(), in.k.options());
   Tensor dv = empty_output(in.v.sizes(), in.v.options());
   Tensor di = empty_output({z.bh(), z.S}, fo), d_log_f = empty_output({z.bh(), z.S}, fo);
+  Tensor dden = empty_output({z.bh(), z.S}, fo);
   Tensor dm0 = empty_output({z.bh()}, fo);
   Tensor dC0 = empty_output(in.C0.sizes(), fo), dn0 = empty_output(in.n0.sizes(), fo);
   if (z.bh() > 0) {  // S >= 1 is checked
@@ -150,8 +149,9 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
       MlstmChunkwiseBwdParams<scalar_t> p{};
       fill_params(p, in, eps, C_starts_c, n_starts_c, m_all_c);
       p.dh = dh_c.data_ptr<scalar_t>();
-      p.den = den.data_ptr<float>();
-      p.dqn = dqn.data_ptr<float>();
+      p.dh_dot_h = dh_dot_h_c.data_ptr<float>();
+      p.qn_all = qn_all_c.data_ptr<float>();
+      p.dden = dden.data_ptr<float>();
       p.dC_T = dC_T_c.data_ptr<float>();
       p.dn_T = dn_T_c.data_ptr<float>();
       p.dC_ends = dC_ends.data_ptr<float>();
@@ -171,7 +171,7 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
     });
   }
   auto [di_out, df, dm0_out] =
-      finish_gate_grads(z, di, d_log_f, dm0, norm.dden, in.i, in.f, in.m0, m_all_c, dC_T_c, C_T, dn_T_c, n_T, dm_T, eps);
+      finish_gate_grads(z, di, d_log_f, dm0, dden, in.i, in.f, in.m0, m_all_c, dC_T_c, C_T, dn_T_c, n_T, dm_T, eps);
   return {dq, dk, dv, di_out, df, dC0, dn0, dm0_out};
 }
 

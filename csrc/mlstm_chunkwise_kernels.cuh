@@ -111,6 +111,19 @@ __device__ __forceinline__ float m_before_chunk(const MlstmChunkwiseParams<scala
   return c == 0 ? p.m0[bh] : p.m_all[bh * z.S + c * z.L - 1];
 }
 
+// Step `row`'s normaliser and the gradients it passes on (mlstm_chunkwise.h).
+struct RowNormaliser {
+  float den, dden, dqn;
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ RowNormaliser row_normaliser(const MlstmChunkwiseBwdParams<scalar_t>& p, int64_t row) {
+  const float qn = p.qn_all[row], m = p.m_all[row];
+  const float den = mlstm_denominator(qn, m, p.eps);
+  const NormaliserGrad<float> g = chunkwise_normaliser_backward(p.dh_dot_h[row], qn, m, den);
+  return {den, g.dden, g.dqn};
+}
+
 }  // namespace chunkwise
 
 // Dynamic shared memory of each kernel, in floats.
@@ -221,7 +234,7 @@ __global__ void mlstm_chunkwise_fwd_outputs_kernel(MlstmChunkwiseFwdParams<scala
         acc.for_each([&](int r, int n, float& qn) {
           if (r < rows && j0 + n == DV) {
             const int t = rt + r;
-            den[r] = max_(abs_(qn), exp_(-(g.a[t] + g.mx[t]))) + p.eps;
+            den[r] = mlstm_denominator(qn, g.a[t] + g.mx[t], p.eps);
             if (!kDhDotH) p.qn_all[row0 + t] = qn;
           }
         });
@@ -268,8 +281,9 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
     const int t = threadIdx.x;
     if (t < len) {  // a and b become G/den and G·dqn
       const float G = exp_(m_p - g.mx[t]);
-      g.a[t] = G / p.den[row0 + t];
-      g.b[t] = G * p.dqn[row0 + t];
+      const RowNormaliser nm = row_normaliser(p, row0 + t);
+      g.a[t] = G / nm.den;
+      g.b[t] = G * nm.dqn;
     }
     __syncthreads();
     acc.for_each([&](int, int, float& x) { x *= decay; });
@@ -314,8 +328,10 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   const float m_p = m_before_chunk(p, bh, c, z);
   for (int x = t; x < 2 * kSpread * kMaxChunk; x += blockDim.x) row_partial[x] = 0.f;  // both buffers
   if (t < len) {
-    den[t] = p.den[row0 + t];
-    dqn[t] = p.dqn[row0 + t];
+    const RowNormaliser nm = row_normaliser(p, row0 + t);
+    den[t] = nm.den;
+    dqn[t] = nm.dqn;
+    p.dden[row0 + t] = nm.dden;
   }
   scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
   const float mx_end = g.mx[len - 1];

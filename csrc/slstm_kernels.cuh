@@ -138,7 +138,8 @@ __global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
       const int g = idx / (rest_rows * DH), j = idx / DH % rest_rows, kk = idx % DH;
       RT_s[idx] = RT_head[(g * DH + k_first + j) * DH + kk];
     }
-  const float* RT_rest = on_chip ? RT_s : nullptr;
+  // Rows k_first.. of each gate's slice: [gate][row - k_first][k] in either place (k_first = 0 off chip).
+  const float* RT_rest = on_chip ? RT_s : RT_head;
   for (int idx = tid; idx < kSlstmBatchTile * G; idx += T) dr_s[idx] = 0.f;  // rows past the batch stay 0
   for (int idx = tid; idx < rows * DH; idx += T) {
     const int64_t at = (b0 + idx / DH) * p.heads * DH + h * DH + idx % DH;
@@ -182,7 +183,7 @@ __global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
 #pragma unroll
         for (int bb = 0; bb < kSlstmBatchTile; ++bb) acc[bb] += R_reg[j] * dr_gate[bb * G + j];
       for (int j = k_first; j < DH; ++j) {
-        const float r = on_chip ? RT_rest[(gate * rest_rows + j - k_first) * DH + k] : RT_head[(gate * DH + j) * DH + k];
+        const float r = RT_rest[(gate * rest_rows + j - k_first) * DH + k];
 #pragma unroll
         for (int bb = 0; bb < kSlstmBatchTile; ++bb) acc[bb] += r * dr_gate[bb * G + j];
       }
