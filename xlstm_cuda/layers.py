@@ -27,8 +27,8 @@ class CausalConv1d(nn.Module):
         if buffer is None:
             buffer = x.new_zeros(B, K - 1, D)
         padded = torch.cat([buffer, x], dim=1)
-        # The depthwise convolution as K shifted products: about 1.5x faster forward + backward on
-        # the CPU than the library's depthwise kernel, and the same arithmetic.
+        # The depthwise convolution as K shifted products, the same arithmetic as the library's
+        # depthwise kernel and faster than it on the CPU (BENCHMARKS.md, sLSTMLayer at ad3c5a6).
         weight = self.conv.weight[:, 0]  # (D, K)
         y = torch.addcmul(self.conv.bias, padded[:, :S], weight[:, 0])
         for k in range(1, K):
@@ -52,8 +52,8 @@ class HeadwiseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., S, dim) -> (..., S, dim)."""
         # The block-diagonal product is a grouped pointwise convolution over (N, dim, S): one library
-        # call (oneDNN, cuDNN), several times faster than broadcast products or a batched matmul of
-        # tiny blocks, forward and backward.
+        # call (oneDNN, cuDNN) forward and backward, instead of broadcast products or a batched matmul
+        # of tiny blocks (the layer timings in BENCHMARKS.md are with it).
         rows = x.reshape(-1, x.shape[-2], x.shape[-1]).transpose(1, 2)
         weight = self.weight.reshape(-1, self.block_size, 1)  # [block * out, in, 1]
         y = F.conv1d(rows, weight, self.bias, groups=self.weight.shape[0])
