@@ -55,6 +55,18 @@ XLSTM_MLSTM_CHUNKWISE_DECLARE(cpu)
 XLSTM_MLSTM_CHUNKWISE_DECLARE(cuda)
 #undef XLSTM_MLSTM_CHUNKWISE_DECLARE
 
+// Causal depthwise conv over time + SiLU (causal_conv1d.h): y (B, S, D); its backward: (dx, d_weight,
+// d_bias, d_initial).
+#define XLSTM_CAUSAL_CONV_DECLARE(suffix)                                                                      \
+  Tensor causal_conv1d_silu_##suffix(const Tensor& x, const Tensor& weight, const Tensor& bias,                 \
+                                     const Tensor& initial);                                                    \
+  Tensors4 causal_conv1d_silu_backward_##suffix(const Tensor& dy, const Tensor& x, const Tensor& weight,        \
+                                                const Tensor& bias, const Tensor& initial);
+
+XLSTM_CAUSAL_CONV_DECLARE(cpu)
+XLSTM_CAUSAL_CONV_DECLARE(cuda)
+#undef XLSTM_CAUSAL_CONV_DECLARE
+
 // Which sLSTM kernel runs for head size dh on the current device: where it keeps R.
 const char* slstm_cuda_path(int64_t dh, bool backward);
 

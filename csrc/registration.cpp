@@ -37,6 +37,10 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
       "Tensor i, Tensor f, Tensor C, Tensor n, Tensor m, Tensor h, Tensor C_T, Tensor n_T, Tensor C_starts, "
       "Tensor n_starts, Tensor m_all, Tensor qn_all, int chunk_size, float eps) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("causal_conv1d_silu(Tensor x, Tensor weight, Tensor bias, Tensor initial) -> Tensor");
+  m.def(
+      "causal_conv1d_silu_backward(Tensor dy, Tensor x, Tensor weight, Tensor bias, Tensor initial) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Every op's implementation from the entry points with the given suffix (ops.h).
@@ -46,7 +50,9 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
   m.impl("slstm_forward", &xlstm::slstm_forward_##suffix);                     \
   m.impl("slstm_backward", &xlstm::slstm_backward_##suffix);                   \
   m.impl("mlstm_chunkwise_forward", &xlstm::mlstm_chunkwise_forward_##suffix); \
-  m.impl("mlstm_chunkwise_backward", &xlstm::mlstm_chunkwise_backward_##suffix);
+  m.impl("mlstm_chunkwise_backward", &xlstm::mlstm_chunkwise_backward_##suffix); \
+  m.impl("causal_conv1d_silu", &xlstm::causal_conv1d_silu_##suffix);           \
+  m.impl("causal_conv1d_silu_backward", &xlstm::causal_conv1d_silu_backward_##suffix);
 
 #if defined(XLSTM_SIM)
 XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cuda) }

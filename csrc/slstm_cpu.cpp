@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "cpu_small_gemm.h"
 #include "ops.h"
 #include "slstm_binding.h"
 
@@ -12,6 +13,105 @@ namespace xlstm {
 namespace {
 
 constexpr int64_t kCpuBatchTile = 8;
+
+// CPU forward for one head and a tile of `rows` batch rows from b0, over the whole sequence.
+// h R for the tile's rows is one register-blocked product per step; the cell update runs as a loop
+// over units that the compiler vectorizes. raw: rows*4*DH scratch.
+template <typename scalar_t, typename acc_t>
+void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0, int64_t rows, acc_t* raw) {
+  const int64_t DH = p.dh, G = 4 * DH;
+  const acc_t* R = p.R + h * DH * G;
+  const acc_t* bias = p.bias + h * G;
+  for (int64_t t = 0; t < p.seq; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* x = p.x + (b0 + r) * p.x_stride_b + t * p.x_stride_t + h * G;
+      acc_t* raw_r = raw + r * G;
+      for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] = acc_t(x[gj]) + bias[gj];
+    }
+    const acc_t* h_prev = p.trace + p.trace_index(0, b0, t, h);  // rows a batch row's trace apart
+    small_gemm_accumulate(rows, G, DH, h_prev, p.slots * p.heads * DH, R, G, raw, G);
+    for (int64_t r = 0; r < rows; ++r) {
+      const acc_t* raw_r = raw + r * G;
+      const acc_t* c_prev = p.trace + p.trace_index(1, b0 + r, t, h);
+      const acc_t* n_prev = p.trace + p.trace_index(2, b0 + r, t, h);
+      const acc_t* m_prev = p.trace + p.trace_index(3, b0 + r, t, h);
+      acc_t* h_new = p.trace + p.trace_index(0, b0 + r, t + 1, h);
+      acc_t* c_new = p.trace + p.trace_index(1, b0 + r, t + 1, h);
+      acc_t* n_new = p.trace + p.trace_index(2, b0 + r, t + 1, h);
+      acc_t* m_new = p.trace + p.trace_index(3, b0 + r, t + 1, h);
+      acc_t* raw_saved = p.trace + p.trace_index(4, b0 + r, t + 1, h);  // planes 4-7, a plane apart
+      const int64_t plane = p.plane();
+      scalar_t* out = p.h_out + (((b0 + r) * p.seq + t) * p.heads + h) * DH;
+      XLSTM_INDEPENDENT_ITERATIONS
+      for (int64_t j = 0; j < DH; ++j) {
+        const SlstmGates<acc_t> g =
+            slstm_gates(raw_r[j], raw_r[DH + j], raw_r[2 * DH + j], raw_r[3 * DH + j], n_prev[j], m_prev[j]);
+        const SlstmCell<acc_t> cell = slstm_cell(g, c_prev[j], n_prev[j]);
+        h_new[j] = cell.h;
+        c_new[j] = cell.c;
+        n_new[j] = cell.n;
+        m_new[j] = cell.m;
+        out[j] = scalar_t(cell.h);
+        for (int gate = 0; gate < 4; ++gate) raw_saved[gate * plane + j] = raw_r[gate * DH + j];
+      }
+    }
+  }
+}
+
+// CPU backward for one head and a tile of batch rows: writes d_raw for every step and the
+// initial-state grads. work: 3*rows*DH scratch (dh, dc, dn carried backwards).
+template <typename scalar_t, typename acc_t>
+void slstm_bwd_tile(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t h, int64_t b0, int64_t rows, acc_t* work) {
+  const int64_t DH = p.dh, G = 4 * DH, BND = p.batch * p.heads * DH;
+  const acc_t* RT = p.RT + h * G * DH;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t at = ((b0 + r) * p.heads + h) * DH;
+    for (int64_t j = 0; j < DH; ++j) {
+      work[r * DH + j] = p.d_last[at + j];
+      work[(rows + r) * DH + j] = p.d_last[BND + at + j];
+      work[(2 * rows + r) * DH + j] = p.d_last[2 * BND + at + j];
+    }
+  }
+  for (int64_t t = p.seq - 1; t >= 0; --t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = b0 + r, step = (b * p.seq + t) * p.heads + h;
+      const acc_t* raw_i = p.trace + p.trace_index(4, b, t + 1, h);
+      const int64_t plane = p.plane();
+      acc_t* d_raw = p.d_raw + step * G;
+      const scalar_t* dh_out = p.d_h + step * DH;
+      const acc_t* c_prev = p.trace + p.trace_index(1, b, t, h);
+      const acc_t* n_prev = p.trace + p.trace_index(2, b, t, h);
+      const acc_t* m_prev = p.trace + p.trace_index(3, b, t, h);
+      acc_t *dh = work + r * DH, *dc = work + (rows + r) * DH, *dn = work + (2 * rows + r) * DH;
+      XLSTM_INDEPENDENT_ITERATIONS
+      for (int64_t j = 0; j < DH; ++j) {
+        const acc_t raw_f = raw_i[plane + j];
+        const SlstmGates<acc_t> g =
+            slstm_gates(raw_i[j], raw_f, raw_i[2 * plane + j], raw_i[3 * plane + j], n_prev[j], m_prev[j]);
+        const SlstmCellGrads<acc_t> d =
+            slstm_cell_backward(raw_f, g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
+        d_raw[j] = d.d_raw[0];
+        d_raw[DH + j] = d.d_raw[1];
+        d_raw[2 * DH + j] = d.d_raw[2];
+        d_raw[3 * DH + j] = d.d_raw[3];
+        dc[j] = d.dc_prev;
+        dn[j] = d.dn_prev;
+        dh[j] = 0;
+      }
+    }
+    // dh[t-1] = d_raw Rᵀ.
+    const acc_t* d_raw = p.d_raw + (b0 * p.seq + t) * p.heads * G + h * G;  // rows seq·heads·G apart
+    small_gemm_accumulate(rows, DH, G, d_raw, p.seq * p.heads * G, RT, DH, work, DH);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t at = ((b0 + r) * p.heads + h) * DH;
+    for (int64_t j = 0; j < DH; ++j) {
+      p.d_first[at + j] = work[r * DH + j];
+      p.d_first[BND + at + j] = work[(rows + r) * DH + j];
+      p.d_first[2 * BND + at + j] = work[(2 * rows + r) * DH + j];
+    }
+  }
+}
 
 // Runs fn(head, first batch row, rows) over (head, batch tile) pairs in parallel.
 template <typename Fn>

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import generator, randn
-from xlstm_cuda.layers import CausalConv1d, HeadwiseLinear, mLSTMLayer, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
+from xlstm_cuda.layers import CausalConvSiLU, HeadwiseLinear, mLSTMLayer, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
 
 
 def randomise(module, gen):
@@ -82,12 +82,12 @@ def test_headwise_linear_is_block_diagonal():
 
 def test_causal_conv_is_causal_and_streams():
     gen = generator("conv")
-    conv = CausalConv1d(6, 4)
+    conv = CausalConvSiLU(6, 4)
     randomise(conv, gen)
     x = randn(gen, 2, 10, 6)
     y, _ = conv(x)
     padded = torch.nn.functional.pad(x.transpose(1, 2), (3, 0))  # the convolution it stands for
-    torch.testing.assert_close(y, conv.conv(padded).transpose(1, 2))
+    torch.testing.assert_close(y, torch.nn.functional.silu(conv.conv(padded)).transpose(1, 2))
     x2 = x.clone()
     x2[:, 7:] += 1.0
     y2, _ = conv(x2)

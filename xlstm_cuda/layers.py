@@ -10,30 +10,26 @@ from torch import nn
 from . import ops
 
 
-class CausalConv1d(nn.Module):
-    """Depthwise causal convolution over time: (B, S, D) -> (B, S, D). Its step form keeps the last
-    kernel_size - 1 inputs as state."""
+class CausalConvSiLU(nn.Module):
+    """SiLU of a depthwise causal convolution over time, (B, S, D) -> (B, S, D): one fused kernel
+    (ops.causal_conv1d_silu). Its step form keeps the last kernel_size - 1 inputs as state."""
 
     def __init__(self, dim: int, kernel_size: int = 4):
         super().__init__()
         self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, bias=True)
+        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, bias=True)  # holds the parameters
 
     def forward(self, x: torch.Tensor, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, S, D), buffer (B, kernel_size - 1, D) of earlier inputs (zeros when None). Returns
         the output and the new buffer."""
-        B, S, D = x.shape
         K = self.kernel_size
-        if buffer is None:
-            buffer = x.new_zeros(B, K - 1, D)
-        padded = torch.cat([buffer, x], dim=1)
-        # The depthwise convolution as K shifted products, the same arithmetic as the library's
-        # depthwise kernel and faster than it on the CPU (BENCHMARKS.md, sLSTMLayer at ad3c5a6).
-        weight = self.conv.weight[:, 0]  # (D, K)
-        y = torch.addcmul(self.conv.bias, padded[:, :S], weight[:, 0])
-        for k in range(1, K):
-            y = torch.addcmul(y, padded[:, k:k + S], weight[:, k])
-        return y, padded[:, padded.shape[1] - (K - 1):]
+        y = ops.causal_conv1d_silu(x, self.conv.weight[:, 0], self.conv.bias, buffer)
+        if x.shape[1] >= K - 1:
+            new_buffer = x[:, x.shape[1] - (K - 1):]
+        else:
+            earlier = buffer if buffer is not None else x.new_zeros(x.shape[0], K - 1, x.shape[2])
+            new_buffer = torch.cat([earlier[:, x.shape[1]:], x], dim=1)
+        return y, new_buffer
 
 
 class HeadwiseLinear(nn.Module):
@@ -118,7 +114,7 @@ class sLSTMLayer(nn.Module):
             raise ValueError(f"embedding_dim {embedding_dim} is not divisible by num_heads {num_heads}")
         self.embedding_dim, self.num_heads = embedding_dim, num_heads
         self.head_dim = embedding_dim // num_heads
-        self.conv = CausalConv1d(embedding_dim, conv1d_kernel_size) if conv1d_kernel_size > 0 else None
+        self.conv = CausalConvSiLU(embedding_dim, conv1d_kernel_size) if conv1d_kernel_size > 0 else None
         # Per-head gate projections [head, gate i/f/z/o, out unit, in unit]: block-diagonal maps.
         self.gate_weight = nn.Parameter(torch.empty(num_heads, 4, self.head_dim, self.head_dim))
         nn.init.normal_(self.gate_weight, std=math.sqrt(2 / (5 * self.head_dim)))
@@ -129,8 +125,7 @@ class sLSTMLayer(nn.Module):
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         state = state or {}
         if self.conv is not None:
-            conv_out, conv_buffer = self.conv(x, state.get("conv"))
-            x_conv = F.silu(conv_out)
+            x_conv, conv_buffer = self.conv(x, state.get("conv"))
         else:
             x_conv, conv_buffer = x, None
         heads = (self.num_heads, self.head_dim)
@@ -186,7 +181,7 @@ class mLSTMLayer(nn.Module):
             raise ValueError(f"inner width {inner} is not divisible by num_heads {num_heads}")
         self.embedding_dim, self.num_heads, self.inner = embedding_dim, num_heads, inner
         self.up = nn.Linear(embedding_dim, 2 * inner, bias=bias)
-        self.conv = CausalConv1d(inner, conv1d_kernel_size)
+        self.conv = CausalConvSiLU(inner, conv1d_kernel_size)
         self.q, self.k, self.v = (HeadwiseLinear(inner, qkv_proj_blocksize, bias) for _ in range(3))
         self.gates = nn.Linear(3 * inner, 2 * num_heads)  # i for the first num_heads outputs, then f
         self.cell = mLSTMCell(chunk_size)
@@ -204,8 +199,7 @@ class mLSTMLayer(nn.Module):
 
     def _run(self, x: torch.Tensor, state: dict, cell) -> tuple[torch.Tensor, dict]:
         x_m, z = self.up(x).chunk(2, dim=-1)
-        conv_out, conv_buffer = self.conv(x_m, state.get("conv"))
-        x_conv = F.silu(conv_out)
+        x_conv, conv_buffer = self.conv(x_m, state.get("conv"))
         q, k, v = self.q(x_conv), self.k(x_conv), self.v(x_m)
         i, f = self.gates(torch.cat([q, k, v], dim=-1)).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
         h, mlstm_state = cell(self._heads(q), self._heads(k), self._heads(v), i, f, state.get("mlstm"))

@@ -145,6 +145,28 @@ class KernelOps:
             return (*grads, None, None)
 
         torch.library.register_autograd(f"{ns}::mlstm_chunkwise_forward", backward, setup_context=setup_context)
+        self._register_causal_conv(ns)
+
+    def _register_causal_conv(self, ns: str) -> None:
+        @torch.library.register_fake(f"{ns}::causal_conv1d_silu")
+        def _(x, weight, bias, initial):
+            _check_one_device("causal_conv1d_silu", x, weight, bias, initial)
+            return x.new_empty(x.shape)
+
+        @torch.library.register_fake(f"{ns}::causal_conv1d_silu_backward")
+        def _(dy, x, weight, bias, initial):
+            return x.new_empty(x.shape), weight.new_empty(weight.shape), bias.new_empty(bias.shape), initial.new_empty(
+                initial.shape)
+
+        conv_backward = self._ops.causal_conv1d_silu_backward
+
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        def backward(ctx, dy):
+            return conv_backward(dy, *ctx.saved_tensors)
+
+        torch.library.register_autograd(f"{ns}::causal_conv1d_silu", backward, setup_context=setup_context)
 
     def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                    state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
@@ -201,8 +223,24 @@ class KernelOps:
         h, C, n, m, *_ = self._ops.mlstm_chunkwise_forward(q, k, v, i, f, *initial_state, int(chunk_size), float(eps))
         return h, (C, n, m)
 
+    def causal_conv1d_silu(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                           initial: torch.Tensor | None = None) -> torch.Tensor:
+        """SiLU of a causal depthwise convolution over time, fused: x (B, S, D) (float32, bfloat16,
+        float16; float64 on the CPU), weight (D, K) and bias (D) in float32 or x's dtype, initial
+        (B, K - 1, D) the inputs before x (zeros when None). y[:, t] = silu(bias + Σ_k weight[:, k]
+        xp[:, t + k]) with xp = [initial | x]. The CUDA kernels take K <= 8."""
+        if x.dim() != 3:
+            raise RuntimeError(f"causal_conv1d_silu: x must have shape [B, S, D], got {list(x.shape)}")
+        if weight.dim() != 2 or weight.shape[1] < 1:
+            raise RuntimeError(f"causal_conv1d_silu: weight must have shape [D, K] with K >= 1, got "
+                               f"{list(weight.shape)}")
+        if initial is None:
+            initial = x.new_zeros(x.shape[0], weight.shape[1] - 1, x.shape[2])
+        return self._ops.causal_conv1d_silu(x, weight, bias, initial)
+
 
 _kernels = KernelOps("xlstm_cuda")
 mlstm_step = _kernels.mlstm_step
 mlstm_chunkwise = _kernels.mlstm_chunkwise
 slstm = _kernels.slstm
+causal_conv1d_silu = _kernels.causal_conv1d_silu

@@ -1,0 +1,98 @@
+// Tensor side of the causal conv + SiLU shared by the CPU and CUDA entry points: validation,
+// layouts and outputs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+#include "causal_conv1d.h"
+#include "checks.h"
+
+namespace xlstm {
+
+struct CausalConvInputs {
+  at::Tensor x;        // (B, S, D), unit stride over D
+  at::Tensor weight;   // (K, D) in the accumulation dtype, contiguous
+  at::Tensor bias;     // (D) in the accumulation dtype
+  at::Tensor initial;  // (B, K - 1, D) contiguous, dtype of x
+  int64_t B, S, D, K;
+};
+
+inline CausalConvInputs causal_conv_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                           const at::Tensor& initial, const char* op, at::DeviceType device_type,
+                                           bool float64_ok) {
+  TORCH_CHECK(x.defined() && x.dim() == 3, op, ": x must have shape [B, S, D], got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(x.device().type() == device_type, op, ": x is on ", x.device(), " but another argument is on ",
+              device_type, "; all tensors must be on one device");
+  const at::ScalarType s = x.scalar_type();
+  TORCH_CHECK(s == at::kFloat || s == at::kBFloat16 || s == at::kHalf || (float64_ok && s == at::kDouble), op,
+              ": x must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", s);
+  const int64_t B = x.size(0), S = x.size(1), D = x.size(2);
+  TORCH_CHECK(x.numel() > 0, op, ": x is empty (shape ", x.sizes(), ")");
+  TORCH_CHECK(weight.defined() && weight.dim() == 2 && weight.size(1) >= 1, op,
+              ": weight must have shape [D, K] with K >= 1, got ", weight.defined() ? weight.sizes() : at::IntArrayRef{});
+  const int64_t K = weight.size(1);
+  const at::ScalarType acc = state_dtype(s);
+  const at::ScalarType w = weight.scalar_type() == s ? s : acc;
+  const at::Device dev = x.device();
+  check_tensor(weight, op, "weight", {D, K}, w, dev, "[D, K], float32 or the dtype of x");
+  check_tensor(bias, op, "bias", {D}, weight.scalar_type(), dev, "[D], dtype of weight");
+  // Not check_tensor: for K = 1 the buffer is empty, and valid.
+  TORCH_CHECK(initial.defined() && initial.dim() == 3 && initial.size(0) == B && initial.size(1) == K - 1 &&
+                  initial.size(2) == D,
+              op, ": initial must have shape [", B, ", ", K - 1, ", ", D,
+              "] ([B, K - 1, D]: the inputs before x), got ", initial.defined() ? initial.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(initial.scalar_type() == s && initial.device() == dev, op, ": initial must be ", s, " on ", dev,
+              " like x, got ", initial.scalar_type(), " on ", initial.device());
+  return {unit_last_stride(x), weight.to(acc).t().contiguous(), bias.to(acc).contiguous(), initial.contiguous(),
+          B, S, D, K};
+}
+
+template <typename scalar_t, typename acc_t>
+CausalConvParams<scalar_t, acc_t> causal_conv_params(const CausalConvInputs& in, const at::Tensor& y) {
+  CausalConvParams<scalar_t, acc_t> p;
+  p.batch = in.B;
+  p.seq = in.S;
+  p.dim = in.D;
+  p.width = in.K;
+  p.x = in.x.data_ptr<scalar_t>();
+  p.x_stride_b = in.x.stride(0);
+  p.x_stride_t = in.x.stride(1);
+  p.initial = in.initial.data_ptr<scalar_t>();
+  p.weight = in.weight.data_ptr<acc_t>();
+  p.bias = in.bias.data_ptr<acc_t>();
+  p.y = y.defined() ? y.data_ptr<scalar_t>() : nullptr;
+  return p;
+}
+
+struct CausalConvGrads {
+  at::Tensor dy, dx, d_initial;
+};
+
+inline CausalConvGrads causal_conv_grads(const CausalConvInputs& in, const at::Tensor& dy, const char* op,
+                                         OutputAllocator alloc) {
+  check_tensor(dy, op, "dy", {in.B, in.S, in.D}, in.x.scalar_type(), in.x.device(), "[B, S, D], like x");
+  const auto o = in.x.options();
+  return {dy.contiguous(), alloc({in.B, in.S, in.D}, o), alloc({in.B, in.K - 1, in.D}, o)};
+}
+
+template <typename scalar_t, typename acc_t>
+CausalConvBwdParams<scalar_t, acc_t> causal_conv_bwd_params(const CausalConvInputs& in, const CausalConvGrads& g) {
+  CausalConvBwdParams<scalar_t, acc_t> p;
+  static_cast<CausalConvParams<scalar_t, acc_t>&>(p) = causal_conv_params<scalar_t, acc_t>(in, at::Tensor());
+  p.dy = g.dy.data_ptr<scalar_t>();
+  p.dx = g.dx.data_ptr<scalar_t>();
+  p.d_initial = g.d_initial.data_ptr<scalar_t>();
+  return p;
+}
+
+// d_weight_t (K, D) and d_bias (D) in the accumulation dtype, returned as the parameters' shapes and dtypes.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> causal_conv_backward_result(
+    const CausalConvGrads& g, const at::Tensor& d_weight_t, const at::Tensor& d_bias, const at::Tensor& weight,
+    const at::Tensor& bias) {
+  return {g.dx, d_weight_t.t().to(weight.scalar_type()).contiguous(), d_bias.to(bias.scalar_type()), g.d_initial};
+}
+
+}  // namespace xlstm

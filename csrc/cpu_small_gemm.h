@@ -1,0 +1,101 @@
+// c += a b for the small products inside the CPU recurrences (the sLSTM's h R each time step): a
+// few rows times a head's weights, too small for a BLAS call per step to pay off, and a plain loop
+// nest keeps re-reading c from L1. Here blocks of 4 rows x 2 vectors of c stay in registers over
+// all of K (GCC / clang vector extensions: AVX2 where the build enables it, SSE otherwise).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace xlstm {
+namespace small_gemm {
+
+#if defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+
+typedef float FloatVector __attribute__((vector_size(kVectorBytes)));
+typedef double DoubleVector __attribute__((vector_size(kVectorBytes)));
+
+template <typename T>
+struct VectorOf;
+template <>
+struct VectorOf<float> {
+  using type = FloatVector;
+};
+template <>
+struct VectorOf<double> {
+  using type = DoubleVector;
+};
+
+template <typename T>
+using Vector = typename VectorOf<T>::type;
+template <typename T>
+constexpr int kLanes = kVectorBytes / sizeof(T);
+constexpr int kRowBlock = 4;
+
+template <typename T>
+inline Vector<T> load(const T* p) {
+  Vector<T> v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+inline void store(T* p, const Vector<T>& v) {
+  __builtin_memcpy(p, &v, sizeof v);
+}
+
+// c[r, j] += Σ_k a[r, k] b[k, j] for kRows rows and kVectors vectors of columns.
+template <typename T, int kRows, int kVectors>
+inline void block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t K) {
+  Vector<T> acc[kRows][kVectors];
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = load(c + r * ldc + v * kLanes<T>);
+  for (int64_t k = 0; k < K; ++k) {
+    Vector<T> bk[kVectors];
+    for (int v = 0; v < kVectors; ++v) bk[v] = load(b + k * ldb + v * kLanes<T>);
+    for (int r = 0; r < kRows; ++r) {
+      const T ark = a[r * lda + k];
+      for (int v = 0; v < kVectors; ++v) acc[r][v] += ark * bk[v];
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVectors; ++v) store(c + r * ldc + v * kLanes<T>, acc[r][v]);
+}
+
+// One block of kRows rows across all N columns: two vectors at a time, then one, then scalars.
+template <typename T, int kRows>
+inline void row_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t K, int64_t N) {
+  constexpr int64_t W = kLanes<T>;
+  int64_t j = 0;
+  for (; j + 2 * W <= N; j += 2 * W) block<T, kRows, 2>(a, lda, b + j, ldb, c + j, ldc, K);
+  for (; j + W <= N; j += W) block<T, kRows, 1>(a, lda, b + j, ldb, c + j, ldc, K);
+  for (; j < N; ++j)
+    for (int r = 0; r < kRows; ++r) {
+      T s = c[r * ldc + j];
+      for (int64_t k = 0; k < K; ++k) s += a[r * lda + k] * b[k * ldb + j];
+      c[r * ldc + j] = s;
+    }
+}
+
+}  // namespace small_gemm
+
+// c (rows x N, row stride ldc) += a (rows x K, row stride lda) b (K x N, row stride ldb).
+template <typename T>
+void small_gemm_accumulate(int64_t rows, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
+                           int64_t ldc) {
+  using namespace small_gemm;
+  int64_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock) row_block<T, kRowBlock>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N);
+  switch (rows - r) {
+    case 3: row_block<T, 3>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    case 2: row_block<T, 2>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    case 1: row_block<T, 1>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    default: break;
+  }
+}
+
+}  // namespace xlstm
