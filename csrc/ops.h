@@ -67,6 +67,16 @@ XLSTM_CAUSAL_CONV_DECLARE(cpu)
 XLSTM_CAUSAL_CONV_DECLARE(cuda)
 #undef XLSTM_CAUSAL_CONV_DECLARE
 
+// Headwise (block-diagonal) linear map (headwise_linear.h): y (N, G*O); its backward: (dx, dweight).
+#define XLSTM_HEADWISE_DECLARE(suffix)                                            \
+  Tensor headwise_linear_##suffix(const Tensor& x, const Tensor& weight);         \
+  std::tuple<Tensor, Tensor> headwise_linear_backward_##suffix(const Tensor& dy, const Tensor& x, \
+                                                               const Tensor& weight);
+
+XLSTM_HEADWISE_DECLARE(cpu)
+XLSTM_HEADWISE_DECLARE(cuda)
+#undef XLSTM_HEADWISE_DECLARE
+
 // Which sLSTM kernel runs for head size dh on the current device: where it keeps R.
 const char* slstm_cuda_path(int64_t dh, bool backward);
 

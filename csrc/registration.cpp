@@ -41,6 +41,8 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
   m.def(
       "causal_conv1d_silu_backward(Tensor dy, Tensor x, Tensor weight, Tensor bias, Tensor initial) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("headwise_linear(Tensor x, Tensor weight) -> Tensor");
+  m.def("headwise_linear_backward(Tensor dy, Tensor x, Tensor weight) -> (Tensor, Tensor)");
 }
 
 // Every op's implementation from the entry points with the given suffix (ops.h).
@@ -52,7 +54,9 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
   m.impl("mlstm_chunkwise_forward", &xlstm::mlstm_chunkwise_forward_##suffix); \
   m.impl("mlstm_chunkwise_backward", &xlstm::mlstm_chunkwise_backward_##suffix); \
   m.impl("causal_conv1d_silu", &xlstm::causal_conv1d_silu_##suffix);           \
-  m.impl("causal_conv1d_silu_backward", &xlstm::causal_conv1d_silu_backward_##suffix);
+  m.impl("causal_conv1d_silu_backward", &xlstm::causal_conv1d_silu_backward_##suffix); \
+  m.impl("headwise_linear", &xlstm::headwise_linear_##suffix);                 \
+  m.impl("headwise_linear_backward", &xlstm::headwise_linear_backward_##suffix);
 
 #if defined(XLSTM_SIM)
 XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cuda) }

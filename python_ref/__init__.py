@@ -4,8 +4,9 @@ Every kernel in this project is judged against these functions run in float64
 (see /work/shared/xlstm-spec.md). They are written for clarity, not speed.
 """
 
-from .conv import causal_conv1d_silu
+from .layer_parts import causal_conv1d_silu, headwise_linear
 from .mlstm import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step
 from .slstm import slstm
 
-__all__ = ["causal_conv1d_silu", "slstm", "mlstm_recurrent", "mlstm_parallel", "mlstm_chunkwise", "mlstm_step"]
+__all__ = ["causal_conv1d_silu", "headwise_linear", "slstm", "mlstm_recurrent", "mlstm_parallel", "mlstm_chunkwise",
+           "mlstm_step"]

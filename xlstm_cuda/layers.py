@@ -34,7 +34,7 @@ class CausalConvSiLU(nn.Module):
 
 class HeadwiseLinear(nn.Module):
     """Block-diagonal linear map: features split into blocks of block_size, each mapped by its own
-    block_size x block_size matrix."""
+    block_size x block_size matrix; one pass over the rows (ops.headwise_linear)."""
 
     def __init__(self, dim: int, block_size: int, bias: bool = False):
         super().__init__()
@@ -46,14 +46,9 @@ class HeadwiseLinear(nn.Module):
         nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * block_size)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., S, dim) -> (..., S, dim)."""
-        # The block-diagonal product is a grouped pointwise convolution over (N, dim, S): one library
-        # call (oneDNN, cuDNN) forward and backward, instead of broadcast products or a batched matmul
-        # of tiny blocks (the layer timings in BENCHMARKS.md are with it).
-        rows = x.reshape(-1, x.shape[-2], x.shape[-1]).transpose(1, 2)
-        weight = self.weight.reshape(-1, self.block_size, 1)  # [block * out, in, 1]
-        y = F.conv1d(rows, weight, self.bias, groups=self.weight.shape[0])
-        return y.transpose(1, 2).reshape(x.shape)
+        """x (..., dim) -> (..., dim)."""
+        y = ops.headwise_linear(x, self.weight)
+        return y + self.bias if self.bias is not None else y
 
 
 class MultiHeadNorm(nn.Module):

@@ -167,6 +167,27 @@ class KernelOps:
             return conv_backward(dy, *ctx.saved_tensors)
 
         torch.library.register_autograd(f"{ns}::causal_conv1d_silu", backward, setup_context=setup_context)
+        self._register_headwise_linear(ns)
+
+    def _register_headwise_linear(self, ns: str) -> None:
+        @torch.library.register_fake(f"{ns}::headwise_linear")
+        def _(x, weight):
+            _check_one_device("headwise_linear", x, weight)
+            return x.new_empty(x.shape[0], weight.shape[0] * weight.shape[1])
+
+        @torch.library.register_fake(f"{ns}::headwise_linear_backward")
+        def _(dy, x, weight):
+            return x.new_empty(x.shape), weight.new_empty(weight.shape)
+
+        linear_backward = self._ops.headwise_linear_backward
+
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        def backward(ctx, dy):
+            return linear_backward(dy, *ctx.saved_tensors)
+
+        torch.library.register_autograd(f"{ns}::headwise_linear", backward, setup_context=setup_context)
 
     def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                    state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
@@ -238,9 +259,21 @@ class KernelOps:
             initial = x.new_zeros(x.shape[0], weight.shape[1] - 1, x.shape[2])
         return self._ops.causal_conv1d_silu(x, weight, bias, initial)
 
+    def headwise_linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Block-diagonal linear map: x (..., G * I) (float32, bfloat16, float16; float64 on the
+        CPU), weight (G, O, I) in float32 or x's dtype; block g of the output is weight[g] times
+        block g of the input. Returns (..., G * O) in x's dtype."""
+        if x.dim() < 1:
+            raise RuntimeError("headwise_linear: x must have shape [..., G * I], got a scalar")
+        if weight.dim() != 3:
+            raise RuntimeError(f"headwise_linear: weight must have shape [G, O, I], got {list(weight.shape)}")
+        y = self._ops.headwise_linear(x.reshape(-1, x.shape[-1]), weight)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
 
 _kernels = KernelOps("xlstm_cuda")
 mlstm_step = _kernels.mlstm_step
 mlstm_chunkwise = _kernels.mlstm_chunkwise
 slstm = _kernels.slstm
 causal_conv1d_silu = _kernels.causal_conv1d_silu
+headwise_linear = _kernels.headwise_linear

@@ -1,4 +1,5 @@
-"""Causal depthwise convolution over time followed by SiLU: the input stage of both xLSTM layers."""
+"""The layers' building blocks around the cells: the causal depthwise convolution + SiLU that
+feeds both layers, and the block-diagonal (headwise) projections of the mLSTM layer."""
 
 import torch
 import torch.nn.functional as F
@@ -18,3 +19,14 @@ def causal_conv1d_silu(x, weight, bias, initial=None):
     padded = torch.cat([initial, x], dim=1).transpose(1, 2)  # (B, D, S + K - 1)
     pre = F.conv1d(padded, weight.unsqueeze(1), bias, groups=D)  # cross-correlation: taps k -> t + k
     return F.silu(pre).transpose(1, 2)
+
+
+def headwise_linear(x, weight):
+    """x: (..., G * I); weight: (G, O, I), one O x I matrix per block of I features.
+
+    Block g of the output is weight[g] applied to block g of the input: a block-diagonal linear
+    map. Returns (..., G * O).
+    """
+    G, O, I = weight.shape
+    blocks = x.unflatten(-1, (G, I))  # (..., G, I)
+    return torch.einsum("...gi,goi->...go", blocks, weight).flatten(-2)

@@ -1,0 +1,63 @@
+// Tensor side of the headwise linear map shared by the CPU and CUDA entry points.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+#include "checks.h"
+#include "headwise_linear.h"
+
+namespace xlstm {
+
+struct HeadwiseInputs {
+  at::Tensor x;       // (N, G*I), unit stride within rows
+  at::Tensor weight;  // (G, O, I) in the accumulation dtype, contiguous
+  int64_t N, G, O, I;
+};
+
+inline HeadwiseInputs headwise_inputs(const at::Tensor& x, const at::Tensor& weight, const char* op,
+                                      at::DeviceType device_type, bool float64_ok) {
+  TORCH_CHECK(x.defined() && x.dim() == 2, op, ": x must have shape [N, G * I], got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(x.device().type() == device_type, op, ": x is on ", x.device(), " but another argument is on ",
+              device_type, "; all tensors must be on one device");
+  const at::ScalarType s = x.scalar_type();
+  TORCH_CHECK(s == at::kFloat || s == at::kBFloat16 || s == at::kHalf || (float64_ok && s == at::kDouble), op,
+              ": x must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", s);
+  TORCH_CHECK(x.numel() > 0, op, ": x is empty (shape ", x.sizes(), ")");
+  TORCH_CHECK(weight.defined() && weight.dim() == 3 && weight.numel() > 0, op,
+              ": weight must have shape [G, O, I] (one O x I block per group), got ",
+              weight.defined() ? weight.sizes() : at::IntArrayRef{});
+  const int64_t G = weight.size(0), O = weight.size(1), I = weight.size(2);
+  TORCH_CHECK(x.size(1) == G * I, op, ": x has ", x.size(1), " features but weight ", weight.sizes(), " takes G * I = ",
+              G * I);
+  const at::ScalarType acc = state_dtype(s);
+  check_tensor(weight, op, "weight", {G, O, I}, weight.scalar_type() == s ? s : acc, x.device(),
+               "[G, O, I], float32 or the dtype of x");
+  return {unit_last_stride(x), weight.to(acc).contiguous(), x.size(0), G, O, I};
+}
+
+template <typename scalar_t, typename acc_t>
+HeadwiseParams<scalar_t, acc_t> headwise_params(const HeadwiseInputs& in, const at::Tensor& y, const at::Tensor& dy,
+                                                const at::Tensor& dx) {
+  HeadwiseParams<scalar_t, acc_t> p;
+  p.rows = in.N;
+  p.groups = in.G;
+  p.out_block = in.O;
+  p.in_block = in.I;
+  p.x = in.x.data_ptr<scalar_t>();
+  p.x_stride = in.x.stride(0);
+  p.weight = in.weight.data_ptr<acc_t>();
+  p.y = y.defined() ? y.data_ptr<scalar_t>() : nullptr;
+  p.dy = dy.defined() ? dy.data_ptr<scalar_t>() : nullptr;
+  p.dx = dx.defined() ? dx.data_ptr<scalar_t>() : nullptr;
+  return p;
+}
+
+inline at::Tensor headwise_dy(const HeadwiseInputs& in, const at::Tensor& dy, const char* op) {
+  check_tensor(dy, op, "dy", {in.N, in.G * in.O}, in.x.scalar_type(), in.x.device(), "[N, G * O], like the output");
+  return dy.contiguous();
+}
+
+}  // namespace xlstm

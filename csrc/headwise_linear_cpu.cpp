@@ -1,0 +1,114 @@
+// Headwise linear map on the CPU: threads own ranges of rows (forward, dx) or of groups (dW, rows
+// swept in order so that both operands stream through once per thread).
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <type_traits>
+#include <vector>
+
+#include "headwise_linear_binding.h"
+#include "ops.h"
+
+namespace xlstm {
+namespace {
+
+constexpr int64_t kRowGrain = 64, kGroupGrain = 4;
+
+// The loops below take the block sizes as template arguments where they are the layers' 4 x 4
+// (so that the inner loops unroll and vectorize) and 0 where they are read at run time.
+template <int kO, int kI, typename scalar_t, typename acc_t>
+void headwise_fwd_rows(const HeadwiseParams<scalar_t, acc_t>& p, int64_t first, int64_t last) {
+  const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
+  for (int64_t n = first; n < last; ++n) {
+    const scalar_t* x_row = p.x + n * p.x_stride;
+    scalar_t* y_row = p.y + n * G * O;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t o = 0; o < O; ++o) {
+        const acc_t* w = p.weight + (g * O + o) * I;
+        acc_t sum = 0;
+        for (int64_t i = 0; i < I; ++i) sum += w[i] * acc_t(x_row[g * I + i]);
+        y_row[g * O + o] = scalar_t(sum);
+      }
+  }
+}
+
+template <int kO, int kI, typename scalar_t, typename acc_t>
+void headwise_dx_rows(const HeadwiseParams<scalar_t, acc_t>& p, int64_t first, int64_t last) {
+  const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
+  for (int64_t n = first; n < last; ++n) {
+    const scalar_t* dy_row = p.dy + n * G * O;
+    scalar_t* dx_row = p.dx + n * G * I;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t i = 0; i < I; ++i) {
+        acc_t sum = 0;
+        for (int64_t o = 0; o < O; ++o) sum += p.weight[(g * O + o) * I + i] * acc_t(dy_row[g * O + o]);
+        dx_row[g * I + i] = scalar_t(sum);
+      }
+  }
+}
+
+// dW of groups [g0, g1) over all rows into dw (G, O, I).
+template <int kO, int kI, typename scalar_t, typename acc_t>
+void headwise_dw_groups(const HeadwiseParams<scalar_t, acc_t>& p, int64_t g0, int64_t g1, acc_t* dw) {
+  const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
+  std::vector<acc_t> sum((g1 - g0) * O * I, acc_t(0));
+  for (int64_t n = 0; n < p.rows; ++n) {
+    const scalar_t *dy_row = p.dy + n * G * O, *x_row = p.x + n * p.x_stride;
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t o = 0; o < O; ++o) {
+        const acc_t d = acc_t(dy_row[g * O + o]);
+        acc_t* s = sum.data() + ((g - g0) * O + o) * I;
+        for (int64_t i = 0; i < I; ++i) s[i] += d * acc_t(x_row[g * I + i]);
+      }
+  }
+  std::copy(sum.begin(), sum.end(), dw + g0 * O * I);
+}
+
+template <typename Fn>
+void with_block_sizes(const HeadwiseInputs& in, const Fn& fn) {
+  if (in.O == 4 && in.I == 4) {
+    fn(std::integral_constant<int, 4>());
+  } else {
+    fn(std::integral_constant<int, 0>());
+  }
+}
+
+}  // namespace
+
+Tensor headwise_linear_cpu(const Tensor& x, const Tensor& weight) {
+  const HeadwiseInputs in = headwise_inputs(x, weight, "headwise_linear", at::kCPU, true);
+  Tensor y = at::empty({in.N, in.G * in.O}, in.x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "headwise_linear_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto p = headwise_params<scalar_t, acc_t>(in, y, Tensor(), Tensor());
+    with_block_sizes(in, [&](auto block) {
+      at::parallel_for(0, in.N, kRowGrain, [&](int64_t first, int64_t last) {
+        headwise_fwd_rows<decltype(block)::value, decltype(block)::value>(p, first, last);
+      });
+    });
+  });
+  return y;
+}
+
+std::tuple<Tensor, Tensor> headwise_linear_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& weight) {
+  const char* op = "headwise_linear_backward";
+  const HeadwiseInputs in = headwise_inputs(x, weight, op, at::kCPU, true);
+  const Tensor dy_c = headwise_dy(in, dy, op);
+  Tensor dx = at::empty({in.N, in.G * in.I}, in.x.options()), dw = at::empty_like(in.weight);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "headwise_linear_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto p = headwise_params<scalar_t, acc_t>(in, Tensor(), dy_c, dx);
+    acc_t* dw_out = dw.data_ptr<acc_t>();
+    with_block_sizes(in, [&](auto block) {
+      at::parallel_for(0, in.N, kRowGrain, [&](int64_t first, int64_t last) {
+        headwise_dx_rows<decltype(block)::value, decltype(block)::value>(p, first, last);
+      });
+      at::parallel_for(0, in.G, kGroupGrain, [&](int64_t g0, int64_t g1) {
+        headwise_dw_groups<decltype(block)::value, decltype(block)::value>(p, g0, g1, dw_out);
+      });
+    });
+  });
+  return {dx, dw.to(weight.scalar_type())};
+}
+
+}  // namespace xlstm

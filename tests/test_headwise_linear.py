@@ -1,0 +1,109 @@
+"""The headwise (block-diagonal) linear op against python_ref, on every backend that can run here."""
+import pytest
+import torch
+
+import python_ref
+import xlstm_cuda
+from conftest import BACKENDS, assert_all_close, generator, randn
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+# (leading shape, G, O, I): the mLSTM layer's 4 x 4 blocks, non-square blocks, one group, rows
+# spanning several weight-gradient tiles (N = 600), a 1-D input.
+SHAPES = [((2, 5), 8, 4, 4), ((3,), 3, 2, 5), ((1, 1), 1, 6, 6), ((600,), 5, 4, 4), ((), 4, 3, 2)]
+
+
+def check_against_reference(backend, gen, x, weight):
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    y = backend.ops.headwise_linear(x, weight)
+    G, O, _ = weight.shape
+    assert y.dtype == x.dtype and y.shape == (*x.shape[:-1], G * O)
+    dy = randn(gen, *y.shape, dtype=y.dtype, device=y.device)
+    grads = torch.autograd.grad(y, [x, weight], dy)
+    refs = {}
+    for dtype in (torch.float64, x.dtype):
+        leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in (x, weight)]
+        ref_y = python_ref.headwise_linear(*leaves)
+        refs[dtype] = ref_y, torch.autograd.grad(ref_y, leaves, dy.cpu().to(dtype))
+    assert_all_close(["y"], [y], [refs[torch.float64][0]], [refs[x.dtype][0]])
+    assert_all_close(["x", "weight"], grads, refs[torch.float64][1], refs[x.dtype][1], grad=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_forward_and_gradients_match_reference(backend, dtype, shape):
+    lead, G, O, I = shape
+    gen = generator("headwise", backend.name, dtype, shape)
+    x = randn(gen, *lead, G * I, dtype=dtype, device=backend.device)
+    weight = randn(gen, G, O, I, scale=I ** -0.5, dtype=dtype, device=backend.device)
+    check_against_reference(backend, gen, x, weight)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_float32_weights_with_low_precision_inputs(backend, dtype):
+    gen = generator("headwise-weights", backend.name, dtype)
+    x = randn(gen, 7, 16, dtype=dtype, device=backend.device)
+    check_against_reference(backend, gen, x, randn(gen, 4, 4, 4, scale=0.5, device=backend.device))
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_strided_rows(backend):
+    """The mLSTM layer projects one half of its up-projection: rows with a stride of twice the width."""
+    gen = generator("headwise-strided", backend.name)
+    wide = randn(gen, 3, 4, 32, device=backend.device)
+    check_against_reference(backend, gen, wide[..., :16], randn(gen, 4, 4, 4, device=backend.device))
+
+
+def test_cpu_kernel_gradcheck_float64():
+    gen = generator("headwise-gradcheck")
+    x = randn(gen, 3, 6, dtype=torch.float64).requires_grad_(True)
+    weight = randn(gen, 2, 3, 3, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(xlstm_cuda.ops.headwise_linear, [x, weight])
+
+
+def bad_calls():
+    x, w = torch.randn(5, 8), torch.randn(2, 4, 4)
+    return [
+        ("weight rank", (x, torch.randn(2, 16)), "weight must have shape"),
+        ("features", (torch.randn(5, 7), w), "takes G \\* I = 8"),
+        ("int dtype", (x.int(), w), "must be float32"),
+        ("weight dtype", (x, w.double()), "weight must be"),
+        ("empty", (torch.randn(0, 8), w), "is empty"),
+        ("empty weight", (x, torch.randn(0, 4, 4)), "weight must have shape"),
+    ]
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b.device == "cpu"], ids=str)
+@pytest.mark.parametrize("case", bad_calls(), ids=lambda c: c[0])
+def test_bad_input_raises_clear_error(backend, case):
+    _, args, message = case
+    with pytest.raises((RuntimeError, TypeError), match=message):
+        backend.ops.headwise_linear(*args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_opcheck(backend):
+    gen = generator("headwise-opcheck", backend.name)
+    ops = getattr(torch.ops, backend.ops.namespace)
+    x = randn(gen, 6, 12, device=backend.device).requires_grad_(True)
+    weight = randn(gen, 3, 4, 4, device=backend.device).requires_grad_(True)
+    torch.library.opcheck(ops.headwise_linear.default, (x, weight))
+    torch.library.opcheck(ops.headwise_linear_backward.default,
+                          (torch.randn(6, 12, device=backend.device), x.detach(), weight.detach()))
+
+
+def test_torch_compile_fullgraph():
+    gen = generator("headwise-compile")
+    x, weight = randn(gen, 2, 3, 8), randn(gen, 2, 4, 4)
+
+    def fn(x, weight):
+        return xlstm_cuda.ops.headwise_linear(x * 2.0, weight).sum()
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    x.requires_grad_(True)
+    compiled(x, weight).backward()
+    eager_x = x.detach().clone().requires_grad_(True)
+    fn(eager_x, weight).backward()
+    torch.testing.assert_close(x.grad, eager_x.grad)
