@@ -14,7 +14,7 @@
 
 namespace xlstm {
 
-// x_gates (B, S, NH, 4, DH) with (4, DH) contiguous; R (NH, DH, 4*DH) and its transpose
+// x_gates (B, S, NH, 4, DH) with each head's (4, DH) block dense (any batch, time, head strides); R (NH, DH, 4*DH) and its transpose
 // RT (NH, 4*DH, DH) contiguous; h_out (B, S, NH, DH) contiguous. trace (8, B, slots, NH, DH),
 // contiguous, is what the forward pass leaves for the backward: planes 0-3 the states h, c, n, m
 // after each step ([:, :, 0] the initial state), planes 4-7 the pre-activations i, f, z, o of each
@@ -24,7 +24,7 @@ template <typename scalar_t, typename acc_t>
 struct SlstmParams {
   int64_t batch, seq, heads, dh;
   const scalar_t* x;
-  int64_t x_stride_b, x_stride_t;
+  int64_t x_stride_b, x_stride_t, x_stride_h;
   const acc_t *R, *RT, *bias;
   acc_t* trace;
   int64_t slots;

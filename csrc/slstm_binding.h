@@ -1,5 +1,5 @@
 // Tensor side of the sLSTM shared by the CPU and CUDA entry points. The sequence loops are the
-// kernels'; dR, one large matrix product over batch and time, is left to ATen's GEMM.
+// kernels'; dR, a matrix product over batch and time, is left to BLAS.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -12,7 +12,7 @@
 namespace xlstm {
 
 struct SlstmInputs {
-  at::Tensor x;        // (B, S, NH, 4, DH), (NH, 4, DH) dense
+  at::Tensor x;        // (B, S, NH, 4, DH), each head's (4, DH) dense
   at::Tensor R, RT;    // (NH, DH, 4*DH), (NH, 4*DH, DH) in the state dtype, contiguous
   at::Tensor bias;     // (NH, 4*DH) in the state dtype
   at::Tensor initial;  // (4, B, NH, DH) in the state dtype
@@ -37,7 +37,7 @@ inline SlstmInputs slstm_inputs(const at::Tensor& x, const at::Tensor& R, const 
   check_tensor(b, op, "b", {NH, 4, DH}, R.scalar_type(), dev, "[NH, 4, DH], dtype of R");
   check_tensor(initial, op, "initial state", {4, B, NH, DH}, st, dev, "(h, c, n, m) stacked, float32 state");
   const at::Tensor R_acc = R.to(st).reshape({NH, DH, 4 * DH}).contiguous();
-  const bool dense = x.stride(4) == 1 && x.stride(3) == DH && x.stride(2) == 4 * DH;
+  const bool dense = x.stride(4) == 1 && x.stride(3) == DH;  // per head; the kernels take the other strides
   return {dense ? x : x.contiguous(), R_acc, R_acc.transpose(1, 2).contiguous(),
           b.to(st).reshape({NH, 4 * DH}).contiguous(), initial.contiguous(), B, S, NH, DH};
 }
@@ -51,6 +51,7 @@ void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, c
   p.x = in.x.data_ptr<scalar_t>();
   p.x_stride_b = in.x.stride(0);
   p.x_stride_t = in.x.stride(1);
+  p.x_stride_h = in.x.stride(2);
   p.R = in.R.data_ptr<acc_t>();
   p.RT = in.RT.data_ptr<acc_t>();
   p.bias = in.bias.data_ptr<acc_t>();
@@ -104,11 +105,17 @@ SlstmBwdParams<scalar_t, acc_t> slstm_bwd_params(const SlstmInputs& in, const Sl
   return p;
 }
 
-// (dx, dR, db, d_first) from the kernel's d_raw: dR and db are sums over batch and time.
+// h[t-1] of every step, (B, S, NH, DH): the trace's states before each step.
+inline at::Tensor slstm_h_prev(const SlstmInputs& in, const SlstmBackwardTensors& t) {
+  return t.trace.select(0, 0).narrow(1, 0, in.S);
+}
+
+// (dx, dR, db, d_first) from the kernel's d_raw and dR (NH, DH, 4*DH, state dtype), the sum over
+// batch and time of h[t-1]ᵀ d_raw[t]; db is the sum of d_raw.
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> slstm_backward_result(
-    const SlstmInputs& in, const SlstmBackwardTensors& t, const at::Tensor& R, const at::Tensor& b) {
-  const at::Tensor h_prev = t.trace.select(0, 0).narrow(1, 0, in.S);  // (B, S, NH, DH)
-  const at::Tensor dR = at::einsum("bshk,bshg->hkg", {h_prev, t.d_raw}).reshape(R.sizes()).to(R.scalar_type());
+    const SlstmInputs& in, const SlstmBackwardTensors& t, const at::Tensor& dR_acc, const at::Tensor& R,
+    const at::Tensor& b) {
+  const at::Tensor dR = dR_acc.reshape(R.sizes()).to(R.scalar_type());
   const at::Tensor db = t.d_raw.sum({0, 1}).reshape(b.sizes()).to(b.scalar_type());
   t.d_first.select(0, 3).zero_();  // m is a constant: no gradient
   return {t.d_raw.reshape(in.x.sizes()).to(in.x.scalar_type()), dR, db, t.d_first};

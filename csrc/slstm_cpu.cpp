@@ -24,7 +24,7 @@ void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0
   const acc_t* bias = p.bias + h * G;
   for (int64_t t = 0; t < p.seq; ++t) {
     for (int64_t r = 0; r < rows; ++r) {
-      const scalar_t* x = p.x + (b0 + r) * p.x_stride_b + t * p.x_stride_t + h * G;
+      const scalar_t* x = p.x + (b0 + r) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h;
       acc_t* raw_r = raw + r * G;
       for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] = acc_t(x[gj]) + bias[gj];
     }
@@ -157,7 +157,17 @@ Tensors4 slstm_backward_cpu(const Tensor& dh, const Tensor& d_last, const Tensor
       slstm_bwd_tile(p, h, b0, rows, work.data());
     });
   });
-  return slstm_backward_result(in, t, R, b);
+  // dR per head, one BLAS product per batch row on strided views of the trace and d_raw (an einsum
+  // would first copy both into head-major layouts).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const Tensor h_prev = slstm_h_prev(in, t), dR = at::zeros({in.NH, in.DH, 4 * in.DH}, t.d_raw.options());
+  at::parallel_for(0, in.NH, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      Tensor dR_h = dR[h];
+      for (int64_t b = 0; b < in.B; ++b) dR_h.addmm_(h_prev[b].select(1, h).t(), t.d_raw[b].select(1, h));
+    }
+  });
+  return slstm_backward_result(in, t, dR, R, b);
 }
 
 }  // namespace xlstm

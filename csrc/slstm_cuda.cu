@@ -89,7 +89,9 @@ Tensors4 slstm_backward_cuda(const Tensor& dh, const Tensor& d_last, const Tenso
                                    slstm_bwd_kernel<scalar_t, SlstmRPlace::kGlobal>),
                   slstm_grid(in), slstm_block(in.DH), smem, scope.stream(), slstm_bwd_params<scalar_t, float>(in, t));
   });
-  return slstm_backward_result(in, t, R, b);
+  // One batched product over batch and time.
+  const Tensor dR = at::einsum("bshk,bshg->hkg", {slstm_h_prev(in, t), t.d_raw});
+  return slstm_backward_result(in, t, dR, R, b);
 }
 
 }  // namespace xlstm

@@ -76,7 +76,7 @@ __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
       float acc[kSlstmBatchTile];
 #pragma unroll
       for (int bb = 0; bb < kSlstmBatchTile; ++bb)
-        acc[bb] = bias[gj] + (bb < rows ? static_cast<float>(p.x[(b0 + bb) * p.x_stride_b + t * p.x_stride_t + h * G + gj]) : 0.f);
+        acc[bb] = bias[gj] + (bb < rows ? static_cast<float>(p.x[(b0 + bb) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h + gj]) : 0.f);
 #pragma unroll
       for (int k = 0; k < kRegRows; ++k)
 #pragma unroll

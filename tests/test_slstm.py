@@ -104,6 +104,20 @@ def test_extreme_gates_stay_finite(backend, gate):
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_head_major_input_is_read_through_its_strides(backend):
+    """sLSTMLayer hands the op a (B, S, NH, 4, DH) view of head-major storage."""
+    gen = generator("slstm-strided", backend.name)
+    x, R, b, state = slstm_inputs(gen, 2, 5, 3, 8, torch.float32, backend.device, True)
+    head_major = x.permute(2, 0, 1, 3, 4).contiguous().permute(1, 2, 0, 3, 4)
+    assert not head_major.is_contiguous()
+    leaves = [x.clone().requires_grad_(True), head_major.requires_grad_(True)]
+    outs = [backend.ops.slstm(t, R, b, state) for t in leaves]
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=0, atol=0)
+    grads = [torch.autograd.grad(o[0].sum(), t)[0] for o, t in zip(outs, leaves)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
 def test_state_carries_across_calls(backend):
     gen = generator("slstm-split", backend.name)
     x, R, b, state = slstm_inputs(gen, 3, 12, 2, 16, torch.float32, backend.device, True)

@@ -123,11 +123,18 @@ class sLSTMLayer(nn.Module):
             x_conv, conv_buffer = self.conv(x, state.get("conv"))
         else:
             x_conv, conv_buffer = x, None
-        heads = (self.num_heads, self.head_dim)
-        # i and f read the convolved input, z and o the input itself: two batched products, (B, S, NH, 4, DH).
-        x_gates = torch.cat([torch.einsum("bshd,hgod->bshgo", x_conv.unflatten(-1, heads), self.gate_weight[:, :2]),
-                             torch.einsum("bshd,hgod->bshgo", x.unflatten(-1, heads), self.gate_weight[:, 2:])],
-                            dim=3)
+        # i and f read the convolved input, z and o the input itself: per head, products batched over
+        # heads on strided views of the inputs; x_gates (B, S, NH, 4, DH) is a view of the head-major
+        # result, which the op reads through its strides (no copies either way).
+        B, S, _ = x.shape
+        NH, DH = self.num_heads, self.head_dim
+        weight = self.gate_weight.permute(0, 3, 1, 2)  # [head, in unit, gate, out unit]
+
+        def project(inputs: torch.Tensor, gates: slice) -> torch.Tensor:  # (NH, B * S, gates * DH)
+            return torch.bmm(inputs.reshape(B * S, NH, DH).transpose(0, 1), weight[:, :, gates].reshape(NH, DH, -1))
+
+        x_gates = torch.cat([project(x_conv, slice(0, 2)), project(x, slice(2, 4))], dim=-1)
+        x_gates = x_gates.view(NH, B, S, 4, DH).permute(1, 2, 0, 3, 4)
         h, cell_state = self.cell(x_gates, state.get("slstm"))
         y = self.dropout(self.norm(h))
         new_state = {"slstm": cell_state}
