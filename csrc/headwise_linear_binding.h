@@ -3,7 +3,7 @@
 
 #include <ATen/ATen.h>
 
-#include <tuple>
+#include <vector>
 
 #include "checks.h"
 #include "headwise_linear.h"
@@ -11,14 +11,15 @@
 namespace xlstm {
 
 struct HeadwiseInputs {
-  at::Tensor x;       // (N, G*I), unit stride within rows
+  at::Tensor x;       // (B, S, G*I), unit stride within rows
   at::Tensor weight;  // (G, O, I) in the accumulation dtype, contiguous
-  int64_t N, G, O, I;
+  int64_t B, S, G, O, I, heads;
+  std::vector<int64_t> out_sizes() const { return {B, heads, S, G * O / heads}; }
 };
 
-inline HeadwiseInputs headwise_inputs(const at::Tensor& x, const at::Tensor& weight, const char* op,
+inline HeadwiseInputs headwise_inputs(const at::Tensor& x, const at::Tensor& weight, int64_t heads, const char* op,
                                       at::DeviceType device_type, bool float64_ok) {
-  TORCH_CHECK(x.defined() && x.dim() == 2, op, ": x must have shape [N, G * I], got ",
+  TORCH_CHECK(x.defined() && x.dim() == 3, op, ": x must have shape [B, S, G * I], got ",
               x.defined() ? x.sizes() : at::IntArrayRef{});
   TORCH_CHECK(x.device().type() == device_type, op, ": x is on ", x.device(), " but another argument is on ",
               device_type, "; all tensors must be on one device");
@@ -30,24 +31,29 @@ inline HeadwiseInputs headwise_inputs(const at::Tensor& x, const at::Tensor& wei
               ": weight must have shape [G, O, I] (one O x I block per group), got ",
               weight.defined() ? weight.sizes() : at::IntArrayRef{});
   const int64_t G = weight.size(0), O = weight.size(1), I = weight.size(2);
-  TORCH_CHECK(x.size(1) == G * I, op, ": x has ", x.size(1), " features but weight ", weight.sizes(), " takes G * I = ",
-              G * I);
+  TORCH_CHECK(x.size(2) == G * I, op, ": x has ", x.size(2), " features but weight ", weight.sizes(),
+              " takes G * I = ", G * I);
+  TORCH_CHECK(heads >= 1 && G % heads == 0, op, ": heads must be >= 1 and divide the number of groups G = ", G,
+              ", got ", heads);
   const at::ScalarType acc = state_dtype(s);
   check_tensor(weight, op, "weight", {G, O, I}, weight.scalar_type() == s ? s : acc, x.device(),
                "[G, O, I], float32 or the dtype of x");
-  return {unit_last_stride(x), weight.to(acc).contiguous(), x.size(0), G, O, I};
+  return {unit_last_stride(x), weight.to(acc).contiguous(), x.size(0), x.size(1), G, O, I, heads};
 }
 
 template <typename scalar_t, typename acc_t>
 HeadwiseParams<scalar_t, acc_t> headwise_params(const HeadwiseInputs& in, const at::Tensor& y, const at::Tensor& dy,
                                                 const at::Tensor& dx) {
   HeadwiseParams<scalar_t, acc_t> p;
-  p.rows = in.N;
+  p.batch = in.B;
+  p.seq = in.S;
   p.groups = in.G;
   p.out_block = in.O;
   p.in_block = in.I;
+  p.heads = in.heads;
   p.x = in.x.data_ptr<scalar_t>();
-  p.x_stride = in.x.stride(0);
+  p.x_stride_b = in.x.stride(0);
+  p.x_stride_s = in.x.stride(1);
   p.weight = in.weight.data_ptr<acc_t>();
   p.y = y.defined() ? y.data_ptr<scalar_t>() : nullptr;
   p.dy = dy.defined() ? dy.data_ptr<scalar_t>() : nullptr;
@@ -56,7 +62,9 @@ HeadwiseParams<scalar_t, acc_t> headwise_params(const HeadwiseInputs& in, const 
 }
 
 inline at::Tensor headwise_dy(const HeadwiseInputs& in, const at::Tensor& dy, const char* op) {
-  check_tensor(dy, op, "dy", {in.N, in.G * in.O}, in.x.scalar_type(), in.x.device(), "[N, G * O], like the output");
+  const std::vector<int64_t> sizes = in.out_sizes();
+  check_tensor(dy, op, "dy", {sizes[0], sizes[1], sizes[2], sizes[3]}, in.x.scalar_type(), in.x.device(),
+               "[B, heads, S, G * O / heads], like the output");
   return dy.contiguous();
 }
 

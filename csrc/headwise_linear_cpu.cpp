@@ -20,15 +20,16 @@ template <int kO, int kI, typename scalar_t, typename acc_t>
 void headwise_fwd_rows(const HeadwiseParams<scalar_t, acc_t>& p, int64_t first, int64_t last) {
   const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
   for (int64_t n = first; n < last; ++n) {
-    const scalar_t* x_row = p.x + n * p.x_stride;
-    scalar_t* y_row = p.y + n * G * O;
-    for (int64_t g = 0; g < G; ++g)
+    const scalar_t* x_row = p.x_row(n);
+    for (int64_t g = 0; g < G; ++g) {
+      scalar_t* y = p.y + p.out_index(n, g * O);
       for (int64_t o = 0; o < O; ++o) {
         const acc_t* w = p.weight + (g * O + o) * I;
         acc_t sum = 0;
         for (int64_t i = 0; i < I; ++i) sum += w[i] * acc_t(x_row[g * I + i]);
-        y_row[g * O + o] = scalar_t(sum);
+        y[o] = scalar_t(sum);
       }
+    }
   }
 }
 
@@ -36,14 +37,15 @@ template <int kO, int kI, typename scalar_t, typename acc_t>
 void headwise_dx_rows(const HeadwiseParams<scalar_t, acc_t>& p, int64_t first, int64_t last) {
   const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
   for (int64_t n = first; n < last; ++n) {
-    const scalar_t* dy_row = p.dy + n * G * O;
     scalar_t* dx_row = p.dx + n * G * I;
-    for (int64_t g = 0; g < G; ++g)
+    for (int64_t g = 0; g < G; ++g) {
+      const scalar_t* dy = p.dy + p.out_index(n, g * O);
       for (int64_t i = 0; i < I; ++i) {
         acc_t sum = 0;
-        for (int64_t o = 0; o < O; ++o) sum += p.weight[(g * O + o) * I + i] * acc_t(dy_row[g * O + o]);
+        for (int64_t o = 0; o < O; ++o) sum += p.weight[(g * O + o) * I + i] * acc_t(dy[o]);
         dx_row[g * I + i] = scalar_t(sum);
       }
+    }
   }
 }
 
@@ -52,11 +54,11 @@ template <int kO, int kI, typename scalar_t, typename acc_t>
 void headwise_dw_groups(const HeadwiseParams<scalar_t, acc_t>& p, int64_t g0, int64_t g1, acc_t* dw) {
   const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
   std::vector<acc_t> sum((g1 - g0) * O * I, acc_t(0));
-  for (int64_t n = 0; n < p.rows; ++n) {
-    const scalar_t *dy_row = p.dy + n * G * O, *x_row = p.x + n * p.x_stride;
+  for (int64_t n = 0; n < p.rows(); ++n) {
+    const scalar_t* x_row = p.x_row(n);
     for (int64_t g = g0; g < g1; ++g)
       for (int64_t o = 0; o < O; ++o) {
-        const acc_t d = acc_t(dy_row[g * O + o]);
+        const acc_t d = acc_t(p.dy[p.out_index(n, g * O + o)]);
         acc_t* s = sum.data() + ((g - g0) * O + o) * I;
         for (int64_t i = 0; i < I; ++i) s[i] += d * acc_t(x_row[g * I + i]);
       }
@@ -75,14 +77,14 @@ void with_block_sizes(const HeadwiseInputs& in, const Fn& fn) {
 
 }  // namespace
 
-Tensor headwise_linear_cpu(const Tensor& x, const Tensor& weight) {
-  const HeadwiseInputs in = headwise_inputs(x, weight, "headwise_linear", at::kCPU, true);
-  Tensor y = at::empty({in.N, in.G * in.O}, in.x.options());
+Tensor headwise_linear_cpu(const Tensor& x, const Tensor& weight, int64_t heads) {
+  const HeadwiseInputs in = headwise_inputs(x, weight, heads, "headwise_linear", at::kCPU, true);
+  Tensor y = at::empty(in.out_sizes(), in.x.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "headwise_linear_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = headwise_params<scalar_t, acc_t>(in, y, Tensor(), Tensor());
     with_block_sizes(in, [&](auto block) {
-      at::parallel_for(0, in.N, kRowGrain, [&](int64_t first, int64_t last) {
+      at::parallel_for(0, in.B * in.S, kRowGrain, [&](int64_t first, int64_t last) {
         headwise_fwd_rows<decltype(block)::value, decltype(block)::value>(p, first, last);
       });
     });
@@ -90,17 +92,18 @@ Tensor headwise_linear_cpu(const Tensor& x, const Tensor& weight) {
   return y;
 }
 
-std::tuple<Tensor, Tensor> headwise_linear_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& weight) {
+std::tuple<Tensor, Tensor> headwise_linear_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                                        int64_t heads) {
   const char* op = "headwise_linear_backward";
-  const HeadwiseInputs in = headwise_inputs(x, weight, op, at::kCPU, true);
+  const HeadwiseInputs in = headwise_inputs(x, weight, heads, op, at::kCPU, true);
   const Tensor dy_c = headwise_dy(in, dy, op);
-  Tensor dx = at::empty({in.N, in.G * in.I}, in.x.options()), dw = at::empty_like(in.weight);
+  Tensor dx = at::empty({in.B, in.S, in.G * in.I}, in.x.options()), dw = at::empty_like(in.weight);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "headwise_linear_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = headwise_params<scalar_t, acc_t>(in, Tensor(), dy_c, dx);
     acc_t* dw_out = dw.data_ptr<acc_t>();
     with_block_sizes(in, [&](auto block) {
-      at::parallel_for(0, in.N, kRowGrain, [&](int64_t first, int64_t last) {
+      at::parallel_for(0, in.B * in.S, kRowGrain, [&](int64_t first, int64_t last) {
         headwise_dx_rows<decltype(block)::value, decltype(block)::value>(p, first, last);
       });
       at::parallel_for(0, in.G, kGroupGrain, [&](int64_t g0, int64_t g1) {

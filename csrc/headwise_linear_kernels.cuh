@@ -9,14 +9,16 @@ namespace xlstm {
 
 template <typename scalar_t>
 __global__ void headwise_fwd_kernel(HeadwiseParams<scalar_t, float> p) {
-  const int64_t total = p.rows * p.out_width();
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x)
-    p.y[e] = static_cast<scalar_t>(p.output(e / p.out_width(), e % p.out_width()));
+  const int64_t total = p.rows() * p.out_width();
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = e / p.out_width(), c = e % p.out_width();
+    p.y[p.out_index(n, c)] = static_cast<scalar_t>(p.output(n, c));
+  }
 }
 
 template <typename scalar_t>
 __global__ void headwise_dx_kernel(HeadwiseParams<scalar_t, float> p) {
-  const int64_t total = p.rows * p.in_width();
+  const int64_t total = p.rows() * p.in_width();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x)
     p.dx[e] = static_cast<scalar_t>(p.input_grad(e / p.in_width(), e % p.in_width()));
 }
@@ -28,7 +30,7 @@ __global__ void headwise_dw_kernel(HeadwiseParams<scalar_t, float> p, int64_t ro
   const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (e >= entries) return;
   const int64_t first = blockIdx.y * rows_per_block;
-  const int64_t last = first + rows_per_block < p.rows ? first + rows_per_block : p.rows;
+  const int64_t last = first + rows_per_block < p.rows() ? first + rows_per_block : p.rows();
   partial[blockIdx.y * entries + e] = p.weight_grad(e, first, last);
 }
 

@@ -67,11 +67,12 @@ XLSTM_CAUSAL_CONV_DECLARE(cpu)
 XLSTM_CAUSAL_CONV_DECLARE(cuda)
 #undef XLSTM_CAUSAL_CONV_DECLARE
 
-// Headwise (block-diagonal) linear map (headwise_linear.h): y (N, G*O); its backward: (dx, dweight).
-#define XLSTM_HEADWISE_DECLARE(suffix)                                            \
-  Tensor headwise_linear_##suffix(const Tensor& x, const Tensor& weight);         \
+// Headwise (block-diagonal) linear map (headwise_linear.h): y (B, heads, S, G*O / heads); its
+// backward: (dx, dweight).
+#define XLSTM_HEADWISE_DECLARE(suffix)                                                            \
+  Tensor headwise_linear_##suffix(const Tensor& x, const Tensor& weight, int64_t heads);          \
   std::tuple<Tensor, Tensor> headwise_linear_backward_##suffix(const Tensor& dy, const Tensor& x, \
-                                                               const Tensor& weight);
+                                                               const Tensor& weight, int64_t heads);
 
 XLSTM_HEADWISE_DECLARE(cpu)
 XLSTM_HEADWISE_DECLARE(cuda)

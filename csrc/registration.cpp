@@ -41,8 +41,8 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
   m.def(
       "causal_conv1d_silu_backward(Tensor dy, Tensor x, Tensor weight, Tensor bias, Tensor initial) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("headwise_linear(Tensor x, Tensor weight) -> Tensor");
-  m.def("headwise_linear_backward(Tensor dy, Tensor x, Tensor weight) -> (Tensor, Tensor)");
+  m.def("headwise_linear(Tensor x, Tensor weight, int heads=1) -> Tensor");
+  m.def("headwise_linear_backward(Tensor dy, Tensor x, Tensor weight, int heads=1) -> (Tensor, Tensor)");
 }
 
 // Every op's implementation from the entry points with the given suffix (ops.h).

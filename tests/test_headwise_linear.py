@@ -12,11 +12,14 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 SHAPES = [((2, 5), 8, 4, 4), ((3,), 3, 2, 5), ((1, 1), 1, 6, 6), ((600,), 5, 4, 4), ((), 4, 3, 2)]
 
 
-def check_against_reference(backend, gen, x, weight):
+def check_against_reference(backend, gen, x, weight, heads=1):
     x.requires_grad_(True)
     weight.requires_grad_(True)
-    y = backend.ops.headwise_linear(x, weight)
+    y = backend.ops.headwise_linear(x, weight, heads)
     G, O, _ = weight.shape
+    if heads > 1:  # head-major (B, heads, S, G O / heads): compare as (B, S, G O)
+        assert y.shape == (x.shape[0], heads, x.shape[1], G * O // heads)
+        y = y.transpose(1, 2).flatten(2)
     assert y.dtype == x.dtype and y.shape == (*x.shape[:-1], G * O)
     dy = randn(gen, *y.shape, dtype=y.dtype, device=y.device)
     grads = torch.autograd.grad(y, [x, weight], dy)
@@ -38,6 +41,17 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape):
     x = randn(gen, *lead, G * I, dtype=dtype, device=backend.device)
     weight = randn(gen, G, O, I, scale=I ** -0.5, dtype=dtype, device=backend.device)
     check_against_reference(backend, gen, x, weight)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("heads", [2, 3])
+def test_head_major_output(backend, dtype, heads):
+    """The mLSTM layer's q, k, v: (B, S, inner) in, (B, NH, S, DH) out, from a strided input."""
+    gen = generator("headwise-heads", backend.name, dtype, heads)
+    wide = randn(gen, 2, 5, 48, dtype=dtype, device=backend.device)
+    weight = randn(gen, 6, 4, 4, scale=0.5, dtype=dtype, device=backend.device)
+    check_against_reference(backend, gen, wide[..., :24], weight, heads)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)
@@ -72,6 +86,8 @@ def bad_calls():
         ("weight dtype", (x, w.double()), "weight must be"),
         ("empty", (torch.randn(0, 8), w), "is empty"),
         ("empty weight", (x, torch.randn(0, 4, 4)), "weight must have shape"),
+        ("heads not dividing groups", (x.view(1, 5, 8), w, 3), "heads must be >= 1 and divide"),
+        ("head-major needs [B, S, D]", (x, w, 2), "x must have shape \\[B, S, G \\* I\\]"),
     ]
 
 
@@ -87,11 +103,13 @@ def test_bad_input_raises_clear_error(backend, case):
 def test_opcheck(backend):
     gen = generator("headwise-opcheck", backend.name)
     ops = getattr(torch.ops, backend.ops.namespace)
-    x = randn(gen, 6, 12, device=backend.device).requires_grad_(True)
+    x = randn(gen, 2, 3, 12, device=backend.device).requires_grad_(True)
     weight = randn(gen, 3, 4, 4, device=backend.device).requires_grad_(True)
-    torch.library.opcheck(ops.headwise_linear.default, (x, weight))
-    torch.library.opcheck(ops.headwise_linear_backward.default,
-                          (torch.randn(6, 12, device=backend.device), x.detach(), weight.detach()))
+    for heads in (1, 3):
+        torch.library.opcheck(ops.headwise_linear.default, (x, weight, heads))
+        torch.library.opcheck(ops.headwise_linear_backward.default,
+                              (torch.randn(2, heads, 3, 12 // heads, device=backend.device), x.detach(),
+                               weight.detach(), heads))
 
 
 def test_torch_compile_fullgraph():

@@ -45,10 +45,12 @@ class HeadwiseLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
         nn.init.normal_(self.weight, std=math.sqrt(2 / (5 * block_size)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., dim) -> (..., dim)."""
-        y = ops.headwise_linear(x, self.weight)
-        return y + self.bias if self.bias is not None else y
+    def forward(self, x: torch.Tensor, heads: int = 1) -> torch.Tensor:
+        """x (..., dim) -> (..., dim); with heads > 1, x (B, S, dim) -> (B, heads, S, dim / heads)."""
+        y = ops.headwise_linear(x, self.weight, heads)
+        if self.bias is None:
+            return y
+        return y + (self.bias if heads == 1 else self.bias.view(heads, 1, -1))
 
 
 class MultiHeadNorm(nn.Module):
@@ -179,8 +181,9 @@ class mLSTMLayer(nn.Module):
                  bias: bool = False, chunk_size: int = 64):
         super().__init__()
         inner = math.ceil(proj_factor * embedding_dim / 64) * 64
-        if inner % num_heads:
-            raise ValueError(f"inner width {inner} is not divisible by num_heads {num_heads}")
+        if inner % (num_heads * qkv_proj_blocksize):
+            raise ValueError(f"inner width {inner} is not divisible into {num_heads} heads of whole "
+                             f"{qkv_proj_blocksize}-wide projection blocks")
         self.embedding_dim, self.num_heads, self.inner = embedding_dim, num_heads, inner
         self.up = nn.Linear(embedding_dim, 2 * inner, bias=bias)
         self.conv = CausalConvSiLU(inner, conv1d_kernel_size)
@@ -196,15 +199,31 @@ class mLSTMLayer(nn.Module):
             nn.init.normal_(self.gates.bias[:num_heads], std=0.1)
             self.gates.bias[num_heads:] = torch.linspace(3.0, 6.0, num_heads)
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, S, inner) -> (B, NH, S, DH)
-        return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+    def _gate_inputs(self, x_conv: torch.Tensor, x_m: torch.Tensor) -> torch.Tensor:
+        """self.gates(concat(q, k, v)), (B, S, 2 NH), computed from what q, k and v are made of: the
+        gate weights composed with the headwise projections (tiny) give one map of the conv branch
+        and one of x_m, so the 3 * inner wide concatenation is never built."""
+        parts = self.gates.weight.split(self.inner, dim=1)  # (2 NH, inner) per source: q, k, v
+
+        def composed(weight: torch.Tensor, proj: HeadwiseLinear) -> torch.Tensor:
+            G, O, _ = proj.weight.shape
+            return torch.einsum("rgo,goi->rgi", weight.unflatten(1, (G, O)), proj.weight).flatten(1)
+
+        bias = self.gates.bias
+        for weight, proj in zip(parts, (self.q, self.k, self.v)):
+            if proj.bias is not None:
+                bias = bias + weight @ proj.bias
+        from_conv = composed(parts[0], self.q) + composed(parts[1], self.k)
+        return torch.addmm(bias, x_conv.flatten(0, -2), from_conv.t()).add_(
+            x_m.flatten(0, -2) @ composed(parts[2], self.v).t()).unflatten(0, x_conv.shape[:-1])
 
     def _run(self, x: torch.Tensor, state: dict, cell) -> tuple[torch.Tensor, dict]:
         x_m, z = self.up(x).chunk(2, dim=-1)
         x_conv, conv_buffer = self.conv(x_m, state.get("conv"))
-        q, k, v = self.q(x_conv), self.k(x_conv), self.v(x_m)
-        i, f = self.gates(torch.cat([q, k, v], dim=-1)).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
-        h, mlstm_state = cell(self._heads(q), self._heads(k), self._heads(v), i, f, state.get("mlstm"))
+        # q, k, v come head-major, (B, NH, S, DH): the layout the cell computes in.
+        q, k, v = (proj(src, self.num_heads) for proj, src in ((self.q, x_conv), (self.k, x_conv), (self.v, x_m)))
+        i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
+        h, mlstm_state = cell(q, k, v, i, f, state.get("mlstm"))
         h = self.norm(h.transpose(1, 2))  # (B, S, inner)
         y = self.down((h + self.skip * x_conv) * F.silu(z))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}

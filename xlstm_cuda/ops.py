@@ -171,21 +171,23 @@ class KernelOps:
 
     def _register_headwise_linear(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::headwise_linear")
-        def _(x, weight):
+        def _(x, weight, heads=1):
             _check_one_device("headwise_linear", x, weight)
-            return x.new_empty(x.shape[0], weight.shape[0] * weight.shape[1])
+            B, S, _ = x.shape
+            return x.new_empty(B, heads, S, weight.shape[0] * weight.shape[1] // heads)
 
         @torch.library.register_fake(f"{ns}::headwise_linear_backward")
-        def _(dy, x, weight):
+        def _(dy, x, weight, heads=1):
             return x.new_empty(x.shape), weight.new_empty(weight.shape)
 
         linear_backward = self._ops.headwise_linear_backward
 
         def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(*inputs)
+            ctx.save_for_backward(*inputs[:2])
+            ctx.heads = inputs[2]
 
         def backward(ctx, dy):
-            return linear_backward(dy, *ctx.saved_tensors)
+            return (*linear_backward(dy, *ctx.saved_tensors, ctx.heads), None)
 
         torch.library.register_autograd(f"{ns}::headwise_linear", backward, setup_context=setup_context)
 
@@ -259,15 +261,18 @@ class KernelOps:
             initial = x.new_zeros(x.shape[0], weight.shape[1] - 1, x.shape[2])
         return self._ops.causal_conv1d_silu(x, weight, bias, initial)
 
-    def headwise_linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def headwise_linear(self, x: torch.Tensor, weight: torch.Tensor, heads: int = 1) -> torch.Tensor:
         """Block-diagonal linear map: x (..., G * I) (float32, bfloat16, float16; float64 on the
         CPU), weight (G, O, I) in float32 or x's dtype; block g of the output is weight[g] times
-        block g of the input. Returns (..., G * O) in x's dtype."""
-        if x.dim() < 1:
-            raise RuntimeError("headwise_linear: x must have shape [..., G * I], got a scalar")
+        block g of the input. Returns (..., G * O) in x's dtype; with heads > 1, x is (B, S, G * I)
+        and the output comes head-major, (B, heads, S, G * O / heads), as the mLSTM cell reads it."""
         if weight.dim() != 3:
             raise RuntimeError(f"headwise_linear: weight must have shape [G, O, I], got {list(weight.shape)}")
-        y = self._ops.headwise_linear(x.reshape(-1, x.shape[-1]), weight)
+        if heads != 1:
+            return self._ops.headwise_linear(x, weight, heads)
+        if x.dim() < 1:
+            raise RuntimeError("headwise_linear: x must have shape [..., G * I], got a scalar")
+        y = self._ops.headwise_linear(x.reshape(1, -1, x.shape[-1]), weight)
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
