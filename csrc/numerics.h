@@ -30,11 +30,22 @@ XLSTM_HOST_DEVICE T max_(T a, T b) { return a < b ? b : a; }
 template <typename T>
 XLSTM_HOST_DEVICE T min_(T a, T b) { return b < a ? b : a; }
 
-// log(sigmoid(x)) = -softplus(-x), without overflow for large |x|. Branch-free (selects only), so
-// that CPU loops over it vectorize and GPU warps do not diverge.
+// log(sigmoid(x)) = -softplus(-x), without overflow for large |x|, and sigmoid(-x), its derivative,
+// from the same exponential. Branch-free (selects only), so that CPU loops over it vectorize and GPU
+// warps do not diverge.
+template <typename T>
+struct LogSigmoid {
+  T value, derivative;
+};
+template <typename T>
+XLSTM_HOST_DEVICE LogSigmoid<T> log_sigmoid_with_derivative(T x) {
+  const T e = exp_(-abs_(x));
+  return {min_(x, T(0)) - log1p_(e), (x > T(0) ? e : T(1)) / (T(1) + e)};
+}
+
 template <typename T>
 XLSTM_HOST_DEVICE T log_sigmoid(T x) {
-  return min_(x, T(0)) - log1p_(exp_(-abs_(x)));
+  return log_sigmoid_with_derivative(x).value;
 }
 
 template <typename T>

@@ -55,14 +55,16 @@ struct SlstmCell {
 
 template <typename T>
 struct SlstmGates {
-  T log_f, m, i_gate, f_gate, tanh_z, sig_o;
+  T log_f, d_log_f, m, i_gate, f_gate, tanh_z, sig_o;  // d_log_f: d logσ(raw_f) / d raw_f = σ(-raw_f)
   bool i_passes, f_passes;  // min(1, x) lets the gradient through (x <= 1)
 };
 
 template <typename T>
 XLSTM_HOST_DEVICE SlstmGates<T> slstm_gates(T raw_i, T raw_f, T raw_z, T raw_o, T n_prev, T m_prev) {
   SlstmGates<T> g;
-  g.log_f = log_sigmoid(raw_f);
+  const LogSigmoid<T> log_f = log_sigmoid_with_derivative(raw_f);
+  g.log_f = log_f.value;
+  g.d_log_f = log_f.derivative;
   // Where n[t-1] == 0 the forget candidate drops out of the max (a select, not a branch, so that
   // the CPU loops vectorize).
   const T no_history = n_prev == T(0) ? -INFINITY : T(0);
@@ -92,7 +94,7 @@ struct SlstmCellGrads {
 
 // Gradients through one cell step, given those of its h, c and n (each the total).
 template <typename T>
-XLSTM_HOST_DEVICE SlstmCellGrads<T> slstm_cell_backward(T raw_f, const SlstmGates<T>& g, T c_prev, T n_prev,
+XLSTM_HOST_DEVICE SlstmCellGrads<T> slstm_cell_backward(const SlstmGates<T>& g, T c_prev, T n_prev,
                                                         T dh, T dc, T dn) {
   const SlstmCell<T> cell = slstm_cell(g, c_prev, n_prev);
   const T c_over_n = cell.c / cell.n;
@@ -101,7 +103,7 @@ XLSTM_HOST_DEVICE SlstmCellGrads<T> slstm_cell_backward(T raw_f, const SlstmGate
   const T d_i_gate = dc * g.tanh_z + dn, d_f_gate = dc * c_prev + dn * n_prev;
   SlstmCellGrads<T> out;
   out.d_raw[0] = g.i_passes ? d_i_gate * g.i_gate : T(0);
-  out.d_raw[1] = g.f_passes ? d_f_gate * g.f_gate * sigmoid(-raw_f) : T(0);
+  out.d_raw[1] = g.f_passes ? d_f_gate * g.f_gate * g.d_log_f : T(0);
   out.d_raw[2] = dc * g.i_gate * (T(1) - g.tanh_z * g.tanh_z);
   out.d_raw[3] = dh * c_over_n * g.sig_o * (T(1) - g.sig_o);
   out.dc_prev = dc * g.f_gate;

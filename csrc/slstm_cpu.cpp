@@ -89,7 +89,7 @@ void slstm_bwd_tile(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t h, int64_t
         const SlstmGates<acc_t> g =
             slstm_gates(raw_i[j], raw_f, raw_i[2 * plane + j], raw_i[3 * plane + j], n_prev[j], m_prev[j]);
         const SlstmCellGrads<acc_t> d =
-            slstm_cell_backward(raw_f, g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
+            slstm_cell_backward(g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
         d_raw[j] = d.d_raw[0];
         d_raw[DH + j] = d.d_raw[1];
         d_raw[2 * DH + j] = d.d_raw[2];

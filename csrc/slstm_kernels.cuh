@@ -157,11 +157,10 @@ __global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
       const int64_t plane = p.plane();
       const float c_prev = p.trace[p.trace_index(1, b, t, h) + j];
       const float n_prev = p.trace[p.trace_index(2, b, t, h) + j];
-      const float raw_f = raw_i[plane + j];
-      const SlstmGates<float> g = slstm_gates(raw_i[j], raw_f, raw_i[2 * plane + j], raw_i[3 * plane + j], n_prev,
-                                              p.trace[p.trace_index(3, b, t, h) + j]);
+      const SlstmGates<float> g = slstm_gates(raw_i[j], raw_i[plane + j], raw_i[2 * plane + j], raw_i[3 * plane + j],
+                                              n_prev, p.trace[p.trace_index(3, b, t, h) + j]);
       const SlstmCellGrads<float> d = slstm_cell_backward(
-          raw_f, g, c_prev, n_prev, static_cast<float>(p.d_h[step * DH + j]) + dh_s[idx], dc_s[idx], dn_s[idx]);
+          g, c_prev, n_prev, static_cast<float>(p.d_h[step * DH + j]) + dh_s[idx], dc_s[idx], dn_s[idx]);
 #pragma unroll
       for (int gt = 0; gt < 4; ++gt) {
         dr_s[bb * G + gt * DH + j] = d.d_raw[gt];

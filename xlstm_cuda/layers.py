@@ -112,8 +112,8 @@ class sLSTMLayer(nn.Module):
         self.embedding_dim, self.num_heads = embedding_dim, num_heads
         self.head_dim = embedding_dim // num_heads
         self.conv = CausalConvSiLU(embedding_dim, conv1d_kernel_size) if conv1d_kernel_size > 0 else None
-        # Per-head gate projections [head, gate i/f/z/o, out unit, in unit]: block-diagonal maps.
-        self.gate_weight = nn.Parameter(torch.empty(num_heads, 4, self.head_dim, self.head_dim))
+        # Per-head gate projections [head, in unit, gate i/f/z/o, out unit] (R's layout): block-diagonal maps.
+        self.gate_weight = nn.Parameter(torch.empty(num_heads, self.head_dim, 4, self.head_dim))
         nn.init.normal_(self.gate_weight, std=math.sqrt(2 / (5 * self.head_dim)))
         self.cell = sLSTMCell(num_heads, self.head_dim, bias_init, block_idx, num_blocks)
         self.norm = MultiHeadNorm(num_heads, self.head_dim)
@@ -130,10 +130,8 @@ class sLSTMLayer(nn.Module):
         # result, which the op reads through its strides (no copies either way).
         B, S, _ = x.shape
         NH, DH = self.num_heads, self.head_dim
-        weight = self.gate_weight.permute(0, 3, 1, 2)  # [head, in unit, gate, out unit]
-
         def project(inputs: torch.Tensor, gates: slice) -> torch.Tensor:  # (NH, B * S, gates * DH)
-            return torch.bmm(inputs.reshape(B * S, NH, DH).transpose(0, 1), weight[:, :, gates].reshape(NH, DH, -1))
+            return torch.bmm(inputs.reshape(B * S, NH, DH).transpose(0, 1), self.gate_weight[:, :, gates].reshape(NH, DH, -1))
 
         x_gates = torch.cat([project(x_conv, slice(0, 2)), project(x, slice(2, 4))], dim=-1)
         x_gates = x_gates.view(NH, B, S, 4, DH).permute(1, 2, 0, 3, 4)
