@@ -16,19 +16,26 @@ namespace {
 
 constexpr int64_t kChannelGrain = 16;
 
+// pre[d - d0] = the pre-activation of step t of batch row b, channels [d0, d1).
+template <typename scalar_t, typename acc_t>
+void pre_activation_row(const CausalConvParams<scalar_t, acc_t>& p, int64_t b, int64_t t, int64_t d0, int64_t d1,
+                        acc_t* pre) {
+  for (int64_t d = d0; d < d1; ++d) pre[d - d0] = p.bias[d];
+  for (int64_t k = 0; k < p.width; ++k) {
+    const scalar_t* row = p.padded_row(b, t + k);
+    const acc_t* w = p.weight + k * p.dim;
+    XLSTM_INDEPENDENT_ITERATIONS
+    for (int64_t d = d0; d < d1; ++d) pre[d - d0] += w[d] * acc_t(row[d]);
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 void causal_conv_fwd_channels(const CausalConvParams<scalar_t, acc_t>& p, int64_t d0, int64_t d1) {
-  const int64_t D = p.dim, K = p.width;
+  const int64_t D = p.dim;
   std::vector<acc_t> pre(d1 - d0);
   for (int64_t b = 0; b < p.batch; ++b) {
     for (int64_t t = 0; t < p.seq; ++t) {
-      for (int64_t d = d0; d < d1; ++d) pre[d - d0] = p.bias[d];
-      for (int64_t k = 0; k < K; ++k) {
-        const scalar_t* row = p.padded_row(b, t + k);
-        const acc_t* w = p.weight + k * D;
-        XLSTM_INDEPENDENT_ITERATIONS
-        for (int64_t d = d0; d < d1; ++d) pre[d - d0] += w[d] * acc_t(row[d]);
-      }
+      pre_activation_row(p, b, t, d0, d1, pre.data());
       scalar_t* y = p.y + (b * p.seq + t) * D;
       XLSTM_INDEPENDENT_ITERATIONS
       for (int64_t d = d0; d < d1; ++d) y[d] = scalar_t(silu(pre[d - d0]));
@@ -48,13 +55,7 @@ void causal_conv_bwd_channels(const CausalConvBwdParams<scalar_t, acc_t>& p, int
     for (int64_t s = 0; s < p.seq + K - 1; ++s) {
       acc_t* g = ring.data() + (s % K) * n;  // g[s], replacing g[s - K]
       if (s < p.seq) {
-        for (int64_t d = d0; d < d1; ++d) pre[d - d0] = p.bias[d];
-        for (int64_t k = 0; k < K; ++k) {
-          const scalar_t* row = p.padded_row(b, s + k);
-          const acc_t* w = p.weight + k * D;
-          XLSTM_INDEPENDENT_ITERATIONS
-          for (int64_t d = d0; d < d1; ++d) pre[d - d0] += w[d] * acc_t(row[d]);
-        }
+        pre_activation_row(p, b, s, d0, d1, pre.data());
         const scalar_t* dy = p.dy + (b * p.seq + s) * D;
         XLSTM_INDEPENDENT_ITERATIONS
         for (int64_t d = d0; d < d1; ++d) {
