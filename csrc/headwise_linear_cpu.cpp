@@ -3,6 +3,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -14,6 +15,18 @@ namespace {
 
 constexpr int64_t kRowGrain = 64, kGroupGrain = 4;
 
+// fn(g, offset of group g's outputs in y / dy) for groups [g0, g1) of row n, without a division per
+// group: y is head-major, so the groups of one head are contiguous and heads lie seq rows apart.
+template <typename scalar_t, typename acc_t, typename Fn>
+void for_each_group(const HeadwiseParams<scalar_t, acc_t>& p, int64_t n, int64_t g0, int64_t g1, const Fn& fn) {
+  const int64_t per_head = p.groups / p.heads, head_stride = p.seq * per_head * p.out_block;
+  const int64_t row = p.out_index(n, 0);
+  for (int64_t h = g0 / per_head; h * per_head < g1; ++h) {
+    const int64_t first = std::max(g0, h * per_head), last = std::min(g1, (h + 1) * per_head);
+    for (int64_t g = first; g < last; ++g) fn(g, row + h * head_stride + (g - h * per_head) * p.out_block);
+  }
+}
+
 // The loops below take the block sizes as template arguments where they are the layers' 4 x 4
 // (so that the inner loops unroll and vectorize) and 0 where they are read at run time.
 template <int kO, int kI, typename scalar_t, typename acc_t>
@@ -21,15 +34,14 @@ void headwise_fwd_rows(const HeadwiseParams<scalar_t, acc_t>& p, int64_t first, 
   const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
   for (int64_t n = first; n < last; ++n) {
     const scalar_t* x_row = p.x_row(n);
-    for (int64_t g = 0; g < G; ++g) {
-      scalar_t* y = p.y + p.out_index(n, g * O);
+    for_each_group(p, n, 0, G, [&](int64_t g, int64_t offset) {
       for (int64_t o = 0; o < O; ++o) {
         const acc_t* w = p.weight + (g * O + o) * I;
         acc_t sum = 0;
         for (int64_t i = 0; i < I; ++i) sum += w[i] * acc_t(x_row[g * I + i]);
-        y[o] = scalar_t(sum);
+        p.y[offset + o] = scalar_t(sum);
       }
-    }
+    });
   }
 }
 
@@ -38,30 +50,30 @@ void headwise_dx_rows(const HeadwiseParams<scalar_t, acc_t>& p, int64_t first, i
   const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
   for (int64_t n = first; n < last; ++n) {
     scalar_t* dx_row = p.dx + n * G * I;
-    for (int64_t g = 0; g < G; ++g) {
-      const scalar_t* dy = p.dy + p.out_index(n, g * O);
+    for_each_group(p, n, 0, G, [&](int64_t g, int64_t offset) {
       for (int64_t i = 0; i < I; ++i) {
         acc_t sum = 0;
-        for (int64_t o = 0; o < O; ++o) sum += p.weight[(g * O + o) * I + i] * acc_t(dy[o]);
+        for (int64_t o = 0; o < O; ++o) sum += p.weight[(g * O + o) * I + i] * acc_t(p.dy[offset + o]);
         dx_row[g * I + i] = scalar_t(sum);
       }
-    }
+    });
   }
 }
 
 // dW of groups [g0, g1) over all rows into dw (G, O, I).
 template <int kO, int kI, typename scalar_t, typename acc_t>
 void headwise_dw_groups(const HeadwiseParams<scalar_t, acc_t>& p, int64_t g0, int64_t g1, acc_t* dw) {
-  const int64_t G = p.groups, O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
+  const int64_t O = kO ? kO : p.out_block, I = kI ? kI : p.in_block;
   std::vector<acc_t> sum((g1 - g0) * O * I, acc_t(0));
   for (int64_t n = 0; n < p.rows(); ++n) {
     const scalar_t* x_row = p.x_row(n);
-    for (int64_t g = g0; g < g1; ++g)
+    for_each_group(p, n, g0, g1, [&](int64_t g, int64_t offset) {
       for (int64_t o = 0; o < O; ++o) {
-        const acc_t d = acc_t(p.dy[p.out_index(n, g * O + o)]);
+        const acc_t d = acc_t(p.dy[offset + o]);
         acc_t* s = sum.data() + ((g - g0) * O + o) * I;
         for (int64_t i = 0; i < I; ++i) s[i] += d * acc_t(x_row[g * I + i]);
       }
+    });
   }
   std::copy(sum.begin(), sum.end(), dw + g0 * O * I);
 }

@@ -160,7 +160,7 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
             n_ptr[d] += kwp[u * DQK + d];
           }
         }
-        C.mul_(decay).addmm_(kw.t(), v_c);
+        C.addmm_(kw.t(), v_c, decay);
         m_p = g.a[len - 1] + g.mx_end;
       }
       m_T.data_ptr<T>()[bh] = m_p;
@@ -310,7 +310,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
           for (int64_t t = 0; t < len; ++t) s += dqn[t] * qp[t * DQK + d];
           dn_ptr[d] = decay * dn_ptr[d] + s;
         }
-        dC_b.mul_(decay).addmm_(q_c.t(), dnum);
+        dC_b.addmm_(q_c.t(), dnum, decay);
       }
       dm0.data_ptr<T>()[bh] = dm0_b;
     }

@@ -223,7 +223,7 @@ class mLSTMLayer(nn.Module):
         i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
         h, mlstm_state = cell(q, k, v, i, f, state.get("mlstm"))
         h = self.norm(h.transpose(1, 2))  # (B, S, inner)
-        y = self.down((h + self.skip * x_conv) * F.silu(z))
+        y = self.down(torch.addcmul(h, self.skip, x_conv) * F.silu(z))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
 
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
