@@ -11,6 +11,7 @@ namespace xlstm {
 using Tensor = at::Tensor;
 using Tensors3 = std::tuple<Tensor, Tensor, Tensor>;
 using Tensors4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+using Tensors5 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
 using Tensors8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 #define XLSTM_MLSTM_STEP_DECLARE(suffix)                                                                       \
@@ -77,6 +78,18 @@ XLSTM_CAUSAL_CONV_DECLARE(cuda)
 XLSTM_HEADWISE_DECLARE(cpu)
 XLSTM_HEADWISE_DECLARE(cuda)
 #undef XLSTM_HEADWISE_DECLARE
+
+// The mLSTM layer's output stage (mlstm_output_gate.h): y = (norm_weight h + skip x_conv) silu(z),
+// (N, D); its backward: (dh, dx_conv, dz, d norm_weight, d skip).
+#define XLSTM_OUTPUT_GATE_DECLARE(suffix)                                                                      \
+  Tensor mlstm_output_gate_##suffix(const Tensor& h, const Tensor& x_conv, const Tensor& z,                   \
+                                    const Tensor& norm_weight, const Tensor& skip);                           \
+  Tensors5 mlstm_output_gate_backward_##suffix(const Tensor& dy, const Tensor& h, const Tensor& x_conv,       \
+                                               const Tensor& z, const Tensor& norm_weight, const Tensor& skip);
+
+XLSTM_OUTPUT_GATE_DECLARE(cpu)
+XLSTM_OUTPUT_GATE_DECLARE(cuda)
+#undef XLSTM_OUTPUT_GATE_DECLARE
 
 // Which sLSTM kernel runs for head size dh on the current device: where it keeps R.
 const char* slstm_cuda_path(int64_t dh, bool backward);

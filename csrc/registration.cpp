@@ -43,6 +43,10 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def("headwise_linear(Tensor x, Tensor weight, int heads=1) -> Tensor");
   m.def("headwise_linear_backward(Tensor dy, Tensor x, Tensor weight, int heads=1) -> (Tensor, Tensor)");
+  m.def("mlstm_output_gate(Tensor h, Tensor x_conv, Tensor z, Tensor norm_weight, Tensor skip) -> Tensor");
+  m.def(
+      "mlstm_output_gate_backward(Tensor dy, Tensor h, Tensor x_conv, Tensor z, Tensor norm_weight, Tensor skip) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Every op's implementation from the entry points with the given suffix (ops.h).
@@ -56,7 +60,9 @@ XLSTM_LIBRARY(XLSTM_NAMESPACE, m) {
   m.impl("causal_conv1d_silu", &xlstm::causal_conv1d_silu_##suffix);           \
   m.impl("causal_conv1d_silu_backward", &xlstm::causal_conv1d_silu_backward_##suffix); \
   m.impl("headwise_linear", &xlstm::headwise_linear_##suffix);                 \
-  m.impl("headwise_linear_backward", &xlstm::headwise_linear_backward_##suffix);
+  m.impl("headwise_linear_backward", &xlstm::headwise_linear_backward_##suffix); \
+  m.impl("mlstm_output_gate", &xlstm::mlstm_output_gate_##suffix);             \
+  m.impl("mlstm_output_gate_backward", &xlstm::mlstm_output_gate_backward_##suffix);
 
 #if defined(XLSTM_SIM)
 XLSTM_LIBRARY_IMPL(XLSTM_NAMESPACE, CPU, m) { XLSTM_IMPL_ALL(m, cuda) }

@@ -13,7 +13,7 @@ def test_build_info_reports_kernels_and_ops():
     assert info["torch_runtime"] == torch.__version__
     assert {"mlstm_step", "mlstm_step_backward", "mlstm_chunkwise_forward", "mlstm_chunkwise_backward",
             "slstm_forward", "slstm_backward", "causal_conv1d_silu", "causal_conv1d_silu_backward", "headwise_linear",
-            "headwise_linear_backward"} <= set(info["ops"])
+            "headwise_linear_backward", "mlstm_output_gate", "mlstm_output_gate_backward"} <= set(info["ops"])
     if os.environ.get("XLSTM_TESTS_WITHOUT_EMULATION") != "1":  # scripts/gpu_check.sh builds without it
         assert isinstance(info["emulation"], dict) and info["emulation"]["namespace"] == "xlstm_cuda_sim"
     if info["cuda"]:

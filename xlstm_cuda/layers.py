@@ -61,10 +61,13 @@ class MultiHeadNorm(nn.Module):
         self.num_heads, self.eps = num_heads, eps
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
+    def normalise(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., NH, DH) -> (..., NH * DH), each head normalised, before the scale."""
+        return F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype).flatten(-2)
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., NH, DH) -> (..., NH * DH)."""
-        normed = F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype)
-        return normed.flatten(-2) * self.weight
+        return self.normalise(h) * self.weight
 
 
 def powerlaw_forget_bias(num_heads: int, head_dim: int, block_idx: int = 0, num_blocks: int = 1) -> torch.Tensor:
@@ -222,8 +225,9 @@ class mLSTMLayer(nn.Module):
         q, k, v = (proj(src, self.num_heads) for proj, src in ((self.q, x_conv), (self.k, x_conv), (self.v, x_m)))
         i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
         h, mlstm_state = cell(q, k, v, i, f, state.get("mlstm"))
-        h = self.norm(h.transpose(1, 2))  # (B, S, inner)
-        y = self.down(torch.addcmul(h, self.skip, x_conv) * F.silu(z))
+        # The norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
+        normed = self.norm.normalise(h.transpose(1, 2))  # (B, S, inner)
+        y = self.down(ops.mlstm_output_gate(normed, x_conv, z, self.norm.weight, self.skip))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
 
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:

@@ -190,6 +190,28 @@ class KernelOps:
             return (*linear_backward(dy, *ctx.saved_tensors, ctx.heads), None)
 
         torch.library.register_autograd(f"{ns}::headwise_linear", backward, setup_context=setup_context)
+        self._register_output_gate(ns)
+
+    def _register_output_gate(self, ns: str) -> None:
+        @torch.library.register_fake(f"{ns}::mlstm_output_gate")
+        def _(h, x_conv, z, norm_weight, skip):
+            _check_one_device("mlstm_output_gate", h, x_conv, z, norm_weight, skip)
+            return h.new_empty(h.shape)
+
+        @torch.library.register_fake(f"{ns}::mlstm_output_gate_backward")
+        def _(dy, h, x_conv, z, norm_weight, skip):
+            return (h.new_empty(h.shape), h.new_empty(h.shape), h.new_empty(h.shape), norm_weight.new_empty(
+                norm_weight.shape), skip.new_empty(skip.shape))
+
+        gate_backward = self._ops.mlstm_output_gate_backward
+
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        def backward(ctx, dy):
+            return gate_backward(dy, *ctx.saved_tensors)
+
+        torch.library.register_autograd(f"{ns}::mlstm_output_gate", backward, setup_context=setup_context)
 
     def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                    state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
@@ -261,6 +283,17 @@ class KernelOps:
             initial = x.new_zeros(x.shape[0], weight.shape[1] - 1, x.shape[2])
         return self._ops.causal_conv1d_silu(x, weight, bias, initial)
 
+    def mlstm_output_gate(self, h: torch.Tensor, x_conv: torch.Tensor, z: torch.Tensor, norm_weight: torch.Tensor,
+                          skip: torch.Tensor) -> torch.Tensor:
+        """The mLSTM layer's output stage, fused: (norm_weight * h + skip * x_conv) * silu(z). h, x_conv,
+        z (..., D), one dtype (float32, bfloat16, float16; float64 on the CPU); norm_weight and skip (D)
+        in float32 or that dtype. Returns (..., D)."""
+        if h.dim() < 1 or x_conv.shape != h.shape or z.shape != h.shape:
+            raise RuntimeError(f"mlstm_output_gate: h, x_conv and z must have one shape [..., D], got "
+                               f"{list(h.shape)}, {list(x_conv.shape)}, {list(z.shape)}")
+        rows = [t.reshape(-1, t.shape[-1]) for t in (h, x_conv, z)]
+        return self._ops.mlstm_output_gate(*rows, norm_weight, skip).reshape(h.shape)
+
     def headwise_linear(self, x: torch.Tensor, weight: torch.Tensor, heads: int = 1) -> torch.Tensor:
         """Block-diagonal linear map: x (..., G * I) (float32, bfloat16, float16; float64 on the
         CPU), weight (G, O, I) in float32 or x's dtype; block g of the output is weight[g] times
@@ -282,3 +315,4 @@ mlstm_chunkwise = _kernels.mlstm_chunkwise
 slstm = _kernels.slstm
 causal_conv1d_silu = _kernels.causal_conv1d_silu
 headwise_linear = _kernels.headwise_linear
+mlstm_output_gate = _kernels.mlstm_output_gate

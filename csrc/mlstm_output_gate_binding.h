@@ -1,0 +1,54 @@
+// Tensor side of the mLSTM output gate shared by the CPU and CUDA entry points.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "checks.h"
+#include "mlstm_output_gate.h"
+
+namespace xlstm {
+
+struct OutputGateInputs {
+  at::Tensor h, x_conv, z;  // (rows, D), unit stride within rows
+  at::Tensor w, s;          // (D) in the accumulation dtype
+  int64_t rows, D;
+};
+
+inline OutputGateInputs output_gate_inputs(const at::Tensor& h, const at::Tensor& x_conv, const at::Tensor& z,
+                                           const at::Tensor& w, const at::Tensor& s, const char* op,
+                                           at::DeviceType device_type, bool float64_ok) {
+  TORCH_CHECK(h.defined() && h.dim() == 2, op, ": h must have shape [N, D], got ",
+              h.defined() ? h.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(h.device().type() == device_type, op, ": h is on ", h.device(), " but another argument is on ",
+              device_type, "; all tensors must be on one device");
+  const at::ScalarType st = h.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kBFloat16 || st == at::kHalf || (float64_ok && st == at::kDouble), op,
+              ": h must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", st);
+  const int64_t N = h.size(0), D = h.size(1);
+  check_tensor(h, op, "h", {N, D}, st, h.device(), "[N, D]");
+  check_tensor(x_conv, op, "x_conv", {N, D}, st, h.device(), "[N, D], like h");
+  check_tensor(z, op, "z", {N, D}, st, h.device(), "[N, D], like h");
+  const at::ScalarType acc = state_dtype(st);
+  check_tensor(w, op, "norm_weight", {D}, w.scalar_type() == st ? st : acc, h.device(), "[D], float32 or h's dtype");
+  check_tensor(s, op, "skip", {D}, w.scalar_type(), h.device(), "[D], dtype of norm_weight");
+  return {unit_last_stride(h), unit_last_stride(x_conv), unit_last_stride(z), w.to(acc).contiguous(),
+          s.to(acc).contiguous(), N, D};
+}
+
+template <typename scalar_t, typename acc_t>
+OutputGateParams<scalar_t, acc_t> output_gate_params(const OutputGateInputs& in) {
+  OutputGateParams<scalar_t, acc_t> p{};
+  p.rows = in.rows;
+  p.dim = in.D;
+  p.h = in.h.data_ptr<scalar_t>();
+  p.x_conv = in.x_conv.data_ptr<scalar_t>();
+  p.z = in.z.data_ptr<scalar_t>();
+  p.h_stride = in.h.stride(0);
+  p.x_conv_stride = in.x_conv.stride(0);
+  p.z_stride = in.z.stride(0);
+  p.w = in.w.data_ptr<acc_t>();
+  p.s = in.s.data_ptr<acc_t>();
+  return p;
+}
+
+}  // namespace xlstm
