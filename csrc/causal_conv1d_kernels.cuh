@@ -2,6 +2,7 @@
 // warp) x 8 rows of threads, striding over its range of (batch, time) rows.
 #pragma once
 
+#include "block_reduce.cuh"
 #include "causal_conv1d.h"
 #include "cuda_compat.h"
 
@@ -57,16 +58,9 @@ __global__ void causal_conv_bwd_kernel(CausalConvBwdParams<scalar_t, float> p, i
       }
     }
   }
-  const int lane = threadIdx.y * blockDim.x + threadIdx.x;
   const auto write_block_total = [&](float value, int64_t row) {
-    scratch[lane] = value;
-    __syncthreads();
-    if (threadIdx.y == 0 && d < p.dim) {
-      float total = 0.f;
-      for (unsigned y = 0; y < blockDim.y; ++y) total += scratch[y * blockDim.x + threadIdx.x];
-      partial[(blockIdx.y * (K + 1) + row) * p.dim + d] = total;
-    }
-    __syncthreads();
+    const float total = block_column_sum(value, scratch);
+    if (threadIdx.y == 0 && d < p.dim) partial[(blockIdx.y * (K + 1) + row) * p.dim + d] = total;
   };
 #pragma unroll
   for (int k = 0; k < kMaxWidth; ++k)

@@ -3,6 +3,7 @@
 // into partial[blockIdx.y] ((2, D): d norm_weight, d skip).
 #pragma once
 
+#include "block_reduce.cuh"
 #include "cuda_compat.h"
 #include "mlstm_output_gate.h"
 
@@ -36,19 +37,11 @@ __global__ void output_gate_bwd_kernel(OutputGateParams<scalar_t, float> p, int6
       ds += g.ds;
     }
   }
-  const int lane = threadIdx.y * blockDim.x + threadIdx.x;
-  const auto write_block_total = [&](float value, int64_t row) {
-    scratch[lane] = value;
-    __syncthreads();
-    if (threadIdx.y == 0 && d < p.dim) {
-      float total = 0.f;
-      for (unsigned y = 0; y < blockDim.y; ++y) total += scratch[y * blockDim.x + threadIdx.x];
-      partial[(blockIdx.y * 2 + row) * p.dim + d] = total;
-    }
-    __syncthreads();
-  };
-  write_block_total(dw, 0);
-  write_block_total(ds, 1);
+  const float dw_total = block_column_sum(dw, scratch), ds_total = block_column_sum(ds, scratch);
+  if (threadIdx.y == 0 && d < p.dim) {
+    partial[(blockIdx.y * 2) * p.dim + d] = dw_total;
+    partial[(blockIdx.y * 2 + 1) * p.dim + d] = ds_total;
+  }
 }
 
 }  // namespace xlstm

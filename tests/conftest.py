@@ -78,3 +78,20 @@ def assert_all_close(names, outs, refs64, refs_same, *, grad=False):
     """assert_close for each named output (or gradient, with grad=True)."""
     for name, out, ref, same in zip(names, outs, refs64, refs_same):
         assert_close(f"grad {name}" if grad else name, out, ref, same, grad=grad)
+
+
+def assert_matches_reference(gen, op, reference, inputs, names):
+    """op(*inputs) and the gradients of all inputs against reference(*inputs) run in float64 and in
+    the output's dtype (every input converted), at the spec's bounds. Returns op's output."""
+    leaves = [t.requires_grad_(True) for t in inputs]
+    y = op(*leaves)
+    dy = randn(gen, *y.shape, dtype=y.dtype, device=y.device)
+    grads = torch.autograd.grad(y, leaves, dy)
+    refs = {}
+    for dtype in (torch.float64, y.dtype):
+        ref_leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in leaves]
+        ref_y = reference(*ref_leaves)
+        refs[dtype] = ref_y, torch.autograd.grad(ref_y, ref_leaves, dy.cpu().to(dtype))
+    assert_all_close(["y"], [y], [refs[torch.float64][0]], [refs[y.dtype][0]])
+    assert_all_close(names, grads, refs[torch.float64][1], refs[y.dtype][1], grad=True)
+    return y

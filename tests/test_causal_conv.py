@@ -4,7 +4,7 @@ import torch
 
 import python_ref
 import xlstm_cuda
-from conftest import BACKENDS, assert_all_close, generator, randn
+from conftest import BACKENDS, assert_matches_reference, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, S, D, K): B = 1, S = 1 and S < K - 1 (the buffer reaches past the start), D below, at and
@@ -21,26 +21,11 @@ def conv_inputs(gen, B, S, D, K, dtype, device, with_initial, weight_dtype=None)
     return x, weight, bias, initial
 
 
-def reference(args, dtype):
-    leaves = [t.detach().cpu().to(dtype).requires_grad_(True) if t is not None else None for t in args]
-    return leaves, python_ref.causal_conv1d_silu(*leaves)
-
-
 def check_against_reference(backend, gen, x, weight, bias, initial):
-    args = [x, weight, bias, initial]
-    leaves = [t.requires_grad_(True) for t in args if t is not None]
-    y = backend.ops.causal_conv1d_silu(*args)
+    inputs = [x, weight, bias] + ([initial] if initial is not None else [])  # None: a fresh sequence
+    y = assert_matches_reference(gen, backend.ops.causal_conv1d_silu, python_ref.causal_conv1d_silu, inputs,
+                                 ["x", "weight", "bias", "initial"][:len(inputs)])
     assert y.dtype == x.dtype and y.shape == x.shape
-    dy = randn(gen, *y.shape, dtype=y.dtype, device=y.device)
-    grads = torch.autograd.grad(y, leaves, dy)
-    refs = {}
-    for dtype in (torch.float64, x.dtype):
-        ref_leaves, ref_y = reference(args, dtype)
-        ref_leaves = [t for t in ref_leaves if t is not None]
-        refs[dtype] = ref_y, torch.autograd.grad(ref_y, ref_leaves, dy.cpu().to(dtype))
-    names = ["x", "weight", "bias", "initial"][:len(leaves)]
-    assert_all_close(["y"], [y], [refs[torch.float64][0]], [refs[x.dtype][0]])
-    assert_all_close(names, grads, refs[torch.float64][1], refs[x.dtype][1], grad=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import xlstm_cuda
-from conftest import BACKENDS, assert_all_close, generator, randn
+from conftest import BACKENDS, assert_matches_reference, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (leading shape, D): one row, odd widths around the CUDA kernels' 32-feature blocks, rows spanning
@@ -18,19 +18,9 @@ def reference(h, x_conv, z, w, s):
 
 
 def check_against_reference(backend, gen, h, x_conv, z, w, s):
-    leaves = [t.requires_grad_(True) for t in (h, x_conv, z, w, s)]
-    y = backend.ops.mlstm_output_gate(*leaves)
+    y = assert_matches_reference(gen, backend.ops.mlstm_output_gate, reference, [h, x_conv, z, w, s],
+                                 ["h", "x_conv", "z", "norm_weight", "skip"])
     assert y.dtype == h.dtype and y.shape == h.shape
-    dy = randn(gen, *y.shape, dtype=y.dtype, device=y.device)
-    grads = torch.autograd.grad(y, leaves, dy)
-    refs = {}
-    for dtype in (torch.float64, h.dtype):
-        ref_leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in leaves]
-        ref_y = reference(*ref_leaves)
-        refs[dtype] = ref_y, torch.autograd.grad(ref_y, ref_leaves, dy.cpu().to(dtype))
-    assert_all_close(["y"], [y], [refs[torch.float64][0]], [refs[h.dtype][0]])
-    assert_all_close(["h", "x_conv", "z", "norm_weight", "skip"], grads, refs[torch.float64][1], refs[h.dtype][1],
-                     grad=True)
 
 
 def gate_inputs(gen, lead, D, dtype, device, weight_dtype=None):

@@ -35,6 +35,18 @@ def _state_grads(grads, states):
     return tuple(g if g is not None else torch.zeros_like(s) for g, s in zip(grads, states))
 
 
+def _register_input_grads_autograd(ns: str, name: str, backward_op) -> None:
+    """Autograd for an op whose backward op takes (dy, *inputs) and returns one gradient per input."""
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def backward(ctx, dy):
+        return backward_op(dy, *ctx.saved_tensors)
+
+    torch.library.register_autograd(f"{ns}::{name}", backward, setup_context=setup_context)
+
+
 def _check_one_device(op: str, *tensors: torch.Tensor) -> None:
     """The C++ entry points check this too; fake (meta) calls reach only this check."""
     devices = sorted({str(t.device) for t in tensors})
@@ -158,15 +170,7 @@ class KernelOps:
             return x.new_empty(x.shape), weight.new_empty(weight.shape), bias.new_empty(bias.shape), initial.new_empty(
                 initial.shape)
 
-        conv_backward = self._ops.causal_conv1d_silu_backward
-
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(*inputs)
-
-        def backward(ctx, dy):
-            return conv_backward(dy, *ctx.saved_tensors)
-
-        torch.library.register_autograd(f"{ns}::causal_conv1d_silu", backward, setup_context=setup_context)
+        _register_input_grads_autograd(ns, "causal_conv1d_silu", self._ops.causal_conv1d_silu_backward)
         self._register_headwise_linear(ns)
 
     def _register_headwise_linear(self, ns: str) -> None:
@@ -203,15 +207,7 @@ class KernelOps:
             return (h.new_empty(h.shape), h.new_empty(h.shape), h.new_empty(h.shape), norm_weight.new_empty(
                 norm_weight.shape), skip.new_empty(skip.shape))
 
-        gate_backward = self._ops.mlstm_output_gate_backward
-
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(*inputs)
-
-        def backward(ctx, dy):
-            return gate_backward(dy, *ctx.saved_tensors)
-
-        torch.library.register_autograd(f"{ns}::mlstm_output_gate", backward, setup_context=setup_context)
+        _register_input_grads_autograd(ns, "mlstm_output_gate", self._ops.mlstm_output_gate_backward)
 
     def mlstm_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                    state: MlstmState | None = None, eps: float = 1e-6) -> tuple[torch.Tensor, MlstmState]:
