@@ -24,11 +24,8 @@ inline CausalConvInputs causal_conv_inputs(const at::Tensor& x, const at::Tensor
                                            bool float64_ok) {
   TORCH_CHECK(x.defined() && x.dim() == 3, op, ": x must have shape [B, S, D], got ",
               x.defined() ? x.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(x.device().type() == device_type, op, ": x is on ", x.device(), " but another argument is on ",
-              device_type, "; all tensors must be on one device");
+  check_leading_input(x, op, "x", device_type, float64_ok);
   const at::ScalarType s = x.scalar_type();
-  TORCH_CHECK(s == at::kFloat || s == at::kBFloat16 || s == at::kHalf || (float64_ok && s == at::kDouble), op,
-              ": x must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", s);
   const int64_t B = x.size(0), S = x.size(1), D = x.size(2);
   TORCH_CHECK(x.numel() > 0, op, ": x is empty (shape ", x.sizes(), ")");
   TORCH_CHECK(weight.defined() && weight.dim() == 2 && weight.size(1) >= 1, op,

@@ -24,10 +24,14 @@ void check_tensor(const at::Tensor& t, const char* op, const char* name, std::in
   TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, " like q, got ", t.device());
 }
 
-void check_compute_dtype(const at::Tensor& q, const char* op, bool float64_ok) {
-  const at::ScalarType s = q.scalar_type();
+void check_leading_input(const at::Tensor& t, const char* op, const char* name, at::DeviceType device_type,
+                         bool float64_ok) {
+  TORCH_CHECK(t.device().type() == device_type, op, ": ", name, " is on ", t.device(), " but another argument is on ",
+              device_type, "; all tensors must be on one device");
+  const at::ScalarType s = t.scalar_type();
   const bool ok = s == at::kFloat || s == at::kBFloat16 || s == at::kHalf || (float64_ok && s == at::kDouble);
-  TORCH_CHECK(ok, op, ": q must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", s);
+  TORCH_CHECK(ok, op, ": ", name, " must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ",
+              s);
 }
 
 at::ScalarType state_dtype(at::ScalarType input_dtype) {

@@ -11,8 +11,11 @@ namespace xlstm {
 void check_tensor(const at::Tensor& t, const char* op, const char* name, std::initializer_list<int64_t> sizes,
                   at::ScalarType dtype, at::Device device, const char* like);
 
-// q's dtype is one the kernel computes in: float32, bfloat16, float16, and float64 where `float64_ok`.
-void check_compute_dtype(const at::Tensor& q, const char* op, bool float64_ok);
+// The op's leading input `name` (which fixes the dtype and device of the rest) is on a device of
+// `device_type` and in a dtype the kernels compute in: float32, bfloat16, float16, and float64 where
+// `float64_ok`.
+void check_leading_input(const at::Tensor& t, const char* op, const char* name, at::DeviceType device_type,
+                         bool float64_ok);
 
 // float32 states, float64 for float64 inputs on the CPU.
 at::ScalarType state_dtype(at::ScalarType input_dtype);

@@ -21,11 +21,8 @@ inline HeadwiseInputs headwise_inputs(const at::Tensor& x, const at::Tensor& wei
                                       at::DeviceType device_type, bool float64_ok) {
   TORCH_CHECK(x.defined() && x.dim() == 3, op, ": x must have shape [B, S, G * I], got ",
               x.defined() ? x.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(x.device().type() == device_type, op, ": x is on ", x.device(), " but another argument is on ",
-              device_type, "; all tensors must be on one device");
+  check_leading_input(x, op, "x", device_type, float64_ok);
   const at::ScalarType s = x.scalar_type();
-  TORCH_CHECK(s == at::kFloat || s == at::kBFloat16 || s == at::kHalf || (float64_ok && s == at::kDouble), op,
-              ": x must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", s);
   TORCH_CHECK(x.numel() > 0, op, ": x is empty (shape ", x.sizes(), ")");
   TORCH_CHECK(weight.defined() && weight.dim() == 3 && weight.numel() > 0, op,
               ": weight must have shape [G, O, I] (one O x I block per group), got ",

@@ -25,12 +25,13 @@ struct ChunkwiseSizes {
 inline ChunkwiseSizes check_chunkwise_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                              const at::Tensor& i, const at::Tensor& f, const at::Tensor& C0,
                                              const at::Tensor& n0, const at::Tensor& m0, int64_t chunk_size,
-                                             double eps, const char* op, bool float64_ok) {
+                                             double eps, const char* op, at::DeviceType device_type,
+                                             bool float64_ok) {
   TORCH_CHECK(q.defined() && q.dim() == 4, op, ": q must have shape [B, NH, S, DHQK], got ",
               q.defined() ? q.sizes() : at::IntArrayRef{});
   TORCH_CHECK(v.defined() && v.dim() == 4, op, ": v must have shape [B, NH, S, DHV], got ",
               v.defined() ? v.sizes() : at::IntArrayRef{});
-  check_compute_dtype(q, op, float64_ok);
+  check_leading_input(q, op, "q", device_type, float64_ok);
   TORCH_CHECK(chunk_size >= 1, op, ": chunk_size must be >= 1, got ", chunk_size);
   TORCH_CHECK(eps >= 0.0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
   const int64_t B = q.size(0), NH = q.size(1), S = q.size(2), DQK = q.size(3), DV = v.size(3);

@@ -28,9 +28,7 @@ struct ChunkwiseInputs {
 ChunkwiseInputs chunkwise_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i, const Tensor& f,
                                  const Tensor& C0, const Tensor& n0, const Tensor& m0, int64_t chunk_size, double eps,
                                  const char* op) {
-  TORCH_CHECK(q.defined() && q.device().is_cpu(), op, ": expected CPU tensors, q is on ",
-              q.defined() ? q.device() : at::Device(at::kCPU));
-  const ChunkwiseSizes z = check_chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, true);
+  const ChunkwiseSizes z = check_chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, at::kCPU, true);
   const int64_t BH = z.bh();
   const at::ScalarType st = z.state;
   const auto flat = [&](const Tensor& t, at::IntArrayRef sizes) { return t.to(st).reshape(sizes).contiguous(); };

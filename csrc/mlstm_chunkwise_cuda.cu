@@ -17,9 +17,8 @@ struct ChunkwiseLaunch {
 ChunkwiseLaunch chunkwise_launch(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i, const Tensor& f,
                                  const Tensor& C0, const Tensor& n0, const Tensor& m0, int64_t chunk_size, double eps,
                                  const char* op) {
-  TORCH_CHECK(q.defined() && q.device().type() == XLSTM_KERNEL_DEVICE, op, ": expected tensors on ",
-              XLSTM_KERNEL_DEVICE, ", q is on ", q.defined() ? q.device() : at::Device(at::kCPU));
-  const ChunkwiseSizes z = check_chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, false);
+  const ChunkwiseSizes z =
+      check_chunkwise_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, XLSTM_KERNEL_DEVICE, false);
   TORCH_CHECK(z.L <= Traits::kMaxChunk, op, ": chunk_size ", chunk_size, " exceeds the CUDA kernels' largest chunk, ",
               Traits::kMaxChunk, "; pass chunk_size <= ", Traits::kMaxChunk, " (every chunk size computes the same result)");
   TORCH_CHECK(z.bh() <= 65535, op, ": B * NH = ", z.bh(), " exceeds the grid size (65535)");

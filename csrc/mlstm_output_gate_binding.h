@@ -19,11 +19,8 @@ inline OutputGateInputs output_gate_inputs(const at::Tensor& h, const at::Tensor
                                            at::DeviceType device_type, bool float64_ok) {
   TORCH_CHECK(h.defined() && h.dim() == 2, op, ": h must have shape [N, D], got ",
               h.defined() ? h.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(h.device().type() == device_type, op, ": h is on ", h.device(), " but another argument is on ",
-              device_type, "; all tensors must be on one device");
+  check_leading_input(h, op, "h", device_type, float64_ok);
   const at::ScalarType st = h.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kBFloat16 || st == at::kHalf || (float64_ok && st == at::kDouble), op,
-              ": h must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ", st);
   const int64_t N = h.size(0), D = h.size(1);
   check_tensor(h, op, "h", {N, D}, st, h.device(), "[N, D]");
   check_tensor(x_conv, op, "x_conv", {N, D}, st, h.device(), "[N, D], like h");

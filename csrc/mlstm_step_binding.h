@@ -23,9 +23,7 @@ inline MlstmStepInputs mlstm_step_inputs(const at::Tensor& q, const at::Tensor& 
                                          at::DeviceType device_type, bool float64_ok) {
   TORCH_CHECK(q.defined() && q.dim() == 3, op, ": q must have shape [B, NH, DHQK], got ",
               q.defined() ? q.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(q.device().type() == device_type, op, ": q is on ", q.device(), " but another argument is on ",
-              device_type, "; all tensors must be on one device");
-  check_compute_dtype(q, op, float64_ok);
+  check_leading_input(q, op, "q", device_type, float64_ok);
   TORCH_CHECK(eps >= 0.0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
   const int64_t B = q.size(0), NH = q.size(1), DQK = q.size(2);
   TORCH_CHECK(v.defined() && v.dim() == 3, op, ": v must have shape [B, NH, DHV], got ",

@@ -25,9 +25,7 @@ inline SlstmInputs slstm_inputs(const at::Tensor& x, const at::Tensor& R, const 
   TORCH_CHECK(x.defined() && x.dim() == 5 && x.size(3) == 4, op,
               ": x_gates must have shape [B, S, NH, 4, DH] (gates i, f, z, o), got ",
               x.defined() ? x.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(x.device().type() == device_type, op, ": x_gates is on ", x.device(), " but another argument is on ",
-              device_type, "; all tensors must be on one device");
-  check_compute_dtype(x, op, float64_ok);
+  check_leading_input(x, op, "x_gates", device_type, float64_ok);
   const int64_t B = x.size(0), S = x.size(1), NH = x.size(2), DH = x.size(4);
   const at::ScalarType st = state_dtype(x.scalar_type());
   const at::Device dev = x.device();

@@ -133,8 +133,10 @@ class sLSTMLayer(nn.Module):
         # result, which the op reads through its strides (no copies either way).
         B, S, _ = x.shape
         NH, DH = self.num_heads, self.head_dim
+
         def project(inputs: torch.Tensor, gates: slice) -> torch.Tensor:  # (NH, B * S, gates * DH)
-            return torch.bmm(inputs.reshape(B * S, NH, DH).transpose(0, 1), self.gate_weight[:, :, gates].reshape(NH, DH, -1))
+            per_head = inputs.reshape(B * S, NH, DH).transpose(0, 1)
+            return torch.bmm(per_head, self.gate_weight[:, :, gates].reshape(NH, DH, -1))
 
         x_gates = torch.cat([project(x_conv, slice(0, 2)), project(x, slice(2, 4))], dim=-1)
         x_gates = x_gates.view(NH, B, S, 4, DH).permute(1, 2, 0, 3, 4)

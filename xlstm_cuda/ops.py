@@ -61,9 +61,11 @@ class KernelOps:
     def __init__(self, namespace: str):
         self.namespace = namespace
         self._ops = getattr(torch.ops, namespace)
-        self._register(namespace)
+        for register in (self._register_mlstm_step, self._register_slstm, self._register_mlstm_chunkwise,
+                         self._register_causal_conv, self._register_headwise_linear, self._register_output_gate):
+            register(namespace)
 
-    def _register(self, ns: str) -> None:
+    def _register_mlstm_step(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::mlstm_step")
         def _(q, k, v, i, f, C, n, m, eps):
             _check_one_device("mlstm_step", q, k, v, i, f, C, n, m)
@@ -88,7 +90,6 @@ class KernelOps:
             return (*step_backward(dh, dC, dn, dm, q, k, v, i, f, C, n, m, ctx.eps), None)
 
         torch.library.register_autograd(f"{ns}::mlstm_step", backward, setup_context=setup_context)
-        self._register_slstm(ns)
 
     def _register_slstm(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::slstm_forward")
@@ -118,7 +119,6 @@ class KernelOps:
             return slstm_backward(dh, d_last, x, R, b, trace)
 
         torch.library.register_autograd(f"{ns}::slstm_forward", backward, setup_context=setup_context)
-        self._register_mlstm_chunkwise(ns)
 
     def _register_mlstm_chunkwise(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::mlstm_chunkwise_forward")
@@ -157,7 +157,6 @@ class KernelOps:
             return (*grads, None, None)
 
         torch.library.register_autograd(f"{ns}::mlstm_chunkwise_forward", backward, setup_context=setup_context)
-        self._register_causal_conv(ns)
 
     def _register_causal_conv(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::causal_conv1d_silu")
@@ -171,7 +170,6 @@ class KernelOps:
                 initial.shape)
 
         _register_input_grads_autograd(ns, "causal_conv1d_silu", self._ops.causal_conv1d_silu_backward)
-        self._register_headwise_linear(ns)
 
     def _register_headwise_linear(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::headwise_linear")
@@ -194,7 +192,6 @@ class KernelOps:
             return (*linear_backward(dy, *ctx.saved_tensors, ctx.heads), None)
 
         torch.library.register_autograd(f"{ns}::headwise_linear", backward, setup_context=setup_context)
-        self._register_output_gate(ns)
 
     def _register_output_gate(self, ns: str) -> None:
         @torch.library.register_fake(f"{ns}::mlstm_output_gate")
