@@ -1,5 +1,5 @@
 """The layers' building blocks around the cells: the causal depthwise convolution + SiLU that
-feeds both layers, and the block-diagonal (headwise) projections of the mLSTM layer."""
+feeds both layers, and the block-diagonal (headwise) projections and output stage of the mLSTM layer."""
 
 import torch
 import torch.nn.functional as F
@@ -30,3 +30,10 @@ def headwise_linear(x, weight):
     G, O, I = weight.shape
     blocks = x.unflatten(-1, (G, I))  # (..., G, I)
     return torch.einsum("...gi,goi->...go", blocks, weight).flatten(-2)
+
+
+def mlstm_output_gate(h, x_conv, z, norm_weight, skip):
+    """The mLSTM layer's output stage: h, the head-normalised cell output, scaled by the norm's
+    weight, plus the learnable skip of the conv branch x_conv, gated by SiLU of the other branch z.
+    h, x_conv, z: (..., D); norm_weight, skip: (D,). Returns (..., D)."""
+    return (h * norm_weight + skip * x_conv) * F.silu(z)
