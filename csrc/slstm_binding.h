@@ -57,14 +57,14 @@ void fill_slstm_params(SlstmParams<scalar_t, acc_t>& p, const SlstmInputs& in, c
   p.slots = trace.size(2);
 }
 
-// h (B, S, NH, DH) and the trace (8, B, slots, NH, DH, see slstm.h) with the initial state in
+// h (B, S, NH, DH) and the trace (9, B, slots, NH, DH, see slstm.h) with the initial state in
 // place: every step's states when the backward pass will need them, else only the latest.
 inline std::tuple<at::Tensor, at::Tensor> slstm_forward_outputs(const SlstmInputs& in, bool save_trace,
                                                                 OutputAllocator alloc) {
   at::Tensor h = alloc({in.B, in.S, in.NH, in.DH}, in.x.options());
-  at::Tensor trace = alloc({8, in.B, save_trace ? in.S + 1 : 2, in.NH, in.DH}, in.initial.options());
+  at::Tensor trace = alloc({kSlstmTracePlanes, in.B, save_trace ? in.S + 1 : 2, in.NH, in.DH}, in.initial.options());
   trace.narrow(0, 0, 4).select(2, 0).copy_(in.initial);
-  trace.narrow(0, 4, 4).select(2, 0).zero_();  // no pre-activations before the first step
+  trace.narrow(0, 4, kSlstmTracePlanes - 4).select(2, 0).zero_();  // no gates before the first step
   return {h, trace};
 }
 
@@ -86,7 +86,8 @@ inline SlstmBackwardTensors slstm_backward_tensors(const SlstmInputs& in, const 
   const at::ScalarType st = in.initial.scalar_type();
   check_tensor(dh, op, "grad h", {in.B, in.S, in.NH, in.DH}, in.x.scalar_type(), dev, "like h");
   check_tensor(d_last, op, "grad of the last state", {4, in.B, in.NH, in.DH}, st, dev, "like the last state");
-  check_tensor(trace, op, "trace", {8, in.B, in.S + 1, in.NH, in.DH}, st, dev, "as slstm_forward returned");
+  check_tensor(trace, op, "trace", {kSlstmTracePlanes, in.B, in.S + 1, in.NH, in.DH}, st, dev,
+               "as slstm_forward returned");
   return {trace.contiguous(), dh.contiguous(), d_last.contiguous(),
           alloc({in.B, in.S, in.NH, 4 * in.DH}, in.initial.options()),
           alloc({4, in.B, in.NH, in.DH}, in.initial.options())};

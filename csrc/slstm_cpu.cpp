@@ -38,8 +38,7 @@ void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0
       acc_t* h_new = p.trace + p.trace_index(0, b0 + r, t + 1, h);
       acc_t* c_new = p.trace + p.trace_index(1, b0 + r, t + 1, h);
       acc_t* n_new = p.trace + p.trace_index(2, b0 + r, t + 1, h);
-      acc_t* m_new = p.trace + p.trace_index(3, b0 + r, t + 1, h);
-      acc_t* raw_saved = p.trace + p.trace_index(4, b0 + r, t + 1, h);  // planes 4-7, a plane apart
+      acc_t* m_new = p.trace + p.trace_index(3, b0 + r, t + 1, h);  // and the gates after it
       const int64_t plane = p.plane();
       scalar_t* out = p.h_out + (((b0 + r) * p.seq + t) * p.heads + h) * DH;
       XLSTM_INDEPENDENT_ITERATIONS
@@ -50,9 +49,8 @@ void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0
         h_new[j] = cell.h;
         c_new[j] = cell.c;
         n_new[j] = cell.n;
-        m_new[j] = cell.m;
         out[j] = scalar_t(cell.h);
-        for (int gate = 0; gate < 4; ++gate) raw_saved[gate * plane + j] = raw_r[gate * DH + j];
+        store_slstm_gates(m_new, plane, j, g);
       }
     }
   }
@@ -75,19 +73,16 @@ void slstm_bwd_tile(const SlstmBwdParams<scalar_t, acc_t>& p, int64_t h, int64_t
   for (int64_t t = p.seq - 1; t >= 0; --t) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = b0 + r, step = (b * p.seq + t) * p.heads + h;
-      const acc_t* raw_i = p.trace + p.trace_index(4, b, t + 1, h);
+      const acc_t* gates = p.trace + p.trace_index(3, b, t + 1, h);
       const int64_t plane = p.plane();
       acc_t* d_raw = p.d_raw + step * G;
       const scalar_t* dh_out = p.d_h + step * DH;
       const acc_t* c_prev = p.trace + p.trace_index(1, b, t, h);
       const acc_t* n_prev = p.trace + p.trace_index(2, b, t, h);
-      const acc_t* m_prev = p.trace + p.trace_index(3, b, t, h);
       acc_t *dh = work + r * DH, *dc = work + (rows + r) * DH, *dn = work + (2 * rows + r) * DH;
       XLSTM_INDEPENDENT_ITERATIONS
       for (int64_t j = 0; j < DH; ++j) {
-        const acc_t raw_f = raw_i[plane + j];
-        const SlstmGates<acc_t> g =
-            slstm_gates(raw_i[j], raw_f, raw_i[2 * plane + j], raw_i[3 * plane + j], n_prev[j], m_prev[j]);
+        const SlstmGates<acc_t> g = load_slstm_gates(gates, plane, j);
         const SlstmCellGrads<acc_t> d =
             slstm_cell_backward(g, c_prev[j], n_prev[j], acc_t(dh_out[j]) + dh[j], dc[j], dn[j]);
         d_raw[j] = d.d_raw[0];

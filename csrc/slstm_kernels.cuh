@@ -101,9 +101,7 @@ __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
       p.trace[p.trace_index(0, b, t + 1, h) + j] = cell.h;
       p.trace[p.trace_index(1, b, t + 1, h) + j] = cell.c;
       p.trace[p.trace_index(2, b, t + 1, h) + j] = cell.n;
-      p.trace[p.trace_index(3, b, t + 1, h) + j] = cell.m;
-#pragma unroll
-      for (int gate = 0; gate < 4; ++gate) p.trace[p.trace_index(4 + gate, b, t + 1, h) + j] = raw[gate * DH + j];
+      store_slstm_gates(p.trace + p.trace_index(3, b, t + 1, h), p.plane(), j, g);
       p.h_out[((b * p.seq + t) * p.heads + h) * DH + j] = static_cast<scalar_t>(cell.h);
       h_s[idx] = cell.h;
     }
@@ -153,12 +151,9 @@ __global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
     for (int idx = tid; idx < rows * DH; idx += T) {
       const int bb = idx / DH, j = idx % DH;
       const int64_t b = b0 + bb, step = (b * p.seq + t) * p.heads + h;
-      const float* raw_i = p.trace + p.trace_index(4, b, t + 1, h);
-      const int64_t plane = p.plane();
       const float c_prev = p.trace[p.trace_index(1, b, t, h) + j];
       const float n_prev = p.trace[p.trace_index(2, b, t, h) + j];
-      const SlstmGates<float> g = slstm_gates(raw_i[j], raw_i[plane + j], raw_i[2 * plane + j], raw_i[3 * plane + j],
-                                              n_prev, p.trace[p.trace_index(3, b, t, h) + j]);
+      const SlstmGates<float> g = load_slstm_gates(p.trace + p.trace_index(3, b, t + 1, h), p.plane(), j);
       const SlstmCellGrads<float> d = slstm_cell_backward(
           g, c_prev, n_prev, static_cast<float>(p.d_h[step * DH + j]) + dh_s[idx], dc_s[idx], dn_s[idx]);
 #pragma unroll

@@ -13,10 +13,12 @@ except ImportError as error:  # pragma: no cover - only on a broken install
         f"({error}). Build it with: pip install --no-build-isolation ."
     ) from error
 
-from . import ops
+from . import layers, ops
+from .layers import mLSTMCell, mLSTMLayer, sLSTMCell, sLSTMLayer
 from .ops import mlstm_chunkwise, mlstm_step, slstm
 
-__all__ = ["build_info", "mlstm_chunkwise", "mlstm_step", "ops", "slstm"]
+__all__ = ["build_info", "layers", "mLSTMCell", "mLSTMLayer", "mlstm_chunkwise", "mlstm_step", "ops",
+           "sLSTMCell", "sLSTMLayer", "slstm"]
 
 try:
     __version__ = metadata.version("xlstm_cuda")

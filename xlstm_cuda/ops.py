@@ -97,7 +97,7 @@ class KernelOps:
             _check_one_device("slstm", x, R, b, initial)
             B, S, NH, _, DH = x.shape
             slots = S + 1 if save_trace else 2
-            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(8, B, slots, NH, DH)
+            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(9, B, slots, NH, DH)
 
         @torch.library.register_fake(f"{ns}::slstm_backward")
         def _(dh, d_last, x, R, b, trace):
