@@ -112,18 +112,35 @@ def string_define(name, value):
 common_defines = [string_define("XLSTM_TORCH_VERSION", torch.__version__.split("+")[0]),
                   string_define("XLSTM_CUDA_ARCHS", cuda_archs),
                   string_define("XLSTM_CUDA_VERSION", cuda_version)]
-def host_simd_flags():
-    """AVX2 + FMA for the CPU kernels when this machine has them (the extension compiles on install)."""
+SIMD_LEVELS = {  # widest first: (CPU flags needed, compiler flags)
+    "avx512": ({"avx512f", "avx512vl", "avx512dq", "avx512bw", "avx2", "fma"},
+               ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mavx2", "-mfma"]),
+    "avx2": ({"avx2", "fma"}, ["-mavx2", "-mfma"]),
+    "none": (set(), []),
+}
+
+
+def host_simd_level():
+    """The widest vector ISA this machine has for the CPU kernels (the extension compiles on install),
+    capped by XLSTM_CPU_SIMD (avx512, avx2 or none) for a build meant for other machines."""
+    cap = os.environ.get("XLSTM_CPU_SIMD", "avx512")
+    if cap not in SIMD_LEVELS:
+        sys.exit(f"setup.py: XLSTM_CPU_SIMD={cap!r}: use one of {', '.join(SIMD_LEVELS)}")
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return []
-    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= flags else []
+        flags = set()
+    levels = list(SIMD_LEVELS)
+    return next(level for level in levels[levels.index(cap):] if SIMD_LEVELS[level][0] <= flags)
+
+
+cpu_simd = host_simd_level()
 
 
 # No errno, no FP traps: lets loops that call exp/log1p/tanh, and selects between divisions,
 # vectorize (csrc/cpu_vector_math.h). -fopenmp: at::parallel_for runs serially without it.
-cxx_flags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"] + host_simd_flags() + common_defines
+cxx_flags = (["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", string_define("XLSTM_CPU_SIMD", cpu_simd)]
+             + SIMD_LEVELS[cpu_simd][1] + common_defines)
 cpu_link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") else [])
 kernel_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cpp"))
 cuda_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cu"))

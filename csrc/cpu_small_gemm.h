@@ -1,7 +1,7 @@
 // c += a b for the small products inside the CPU recurrences (the sLSTM's h R each time step): a
 // few rows times a head's weights, too small for a BLAS call per step to pay off, and a plain loop
 // nest keeps re-reading c from L1. Here blocks of 4 rows x 2 vectors of c stay in registers over
-// all of K (GCC / clang vector extensions: AVX2 where the build enables it, SSE otherwise).
+// all of K (GCC / clang vector extensions: AVX-512 or AVX2 where the build enables it, SSE otherwise).
 #pragma once
 
 #include <algorithm>
@@ -10,7 +10,9 @@
 namespace xlstm {
 namespace small_gemm {
 
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
 constexpr int kVectorBytes = 32;
 #else
 constexpr int kVectorBytes = 16;
