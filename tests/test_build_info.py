@@ -10,6 +10,7 @@ def test_build_info_reports_kernels_and_ops():
     info = xlstm_cuda.build_info()
     assert info["version"] == xlstm_cuda.__version__
     assert info["cpu_kernels"] is True
+    assert info["cpu_simd"] in ("avx512", "avx2", "none")
     assert info["torch_runtime"] == torch.__version__
     assert {"mlstm_step", "mlstm_step_backward", "mlstm_chunkwise_forward", "mlstm_chunkwise_backward",
             "slstm_forward", "slstm_backward", "causal_conv1d_silu", "causal_conv1d_silu_backward", "headwise_linear",
