@@ -1,7 +1,8 @@
-// c += a b for the small products inside the CPU recurrences (the sLSTM's h R each time step): a
-// few rows times a head's weights, too small for a BLAS call per step to pay off, and a plain loop
-// nest keeps re-reading c from L1. Here blocks of 4 rows x 2 vectors of c stay in registers over
-// all of K (GCC / clang vector extensions: AVX-512 or AVX2 where the build enables it, SSE otherwise).
+// c += a b for the small products inside the CPU recurrences (the sLSTM's h R each time step, the
+// mLSTM's per-chunk tiles): a few rows times a head's weights, or 64 x 64 tiles, too small for a
+// BLAS call each to pay off, and a plain loop nest keeps re-reading c from L1. Here blocks of 4
+// rows x 2 vectors of c stay in registers over all of K (GCC / clang vector extensions: AVX-512 or
+// AVX2 where the build enables it, SSE otherwise).
 #pragma once
 
 #include <algorithm>
@@ -50,8 +51,14 @@ inline void store(T* p, const Vector<T>& v) {
   __builtin_memcpy(p, &v, sizeof v);
 }
 
-// c[r, j] += Σ_k a[r, k] b[k, j] for kRows rows and kVectors vectors of columns.
-template <typename T, int kRows, int kVectors>
+// Element (r, k) of the left operand: a[r, k], or a[k, r] when it is given transposed.
+template <bool kTransposedA, typename T>
+inline T a_at(const T* a, int64_t lda, int64_t r, int64_t k) {
+  return kTransposedA ? a[k * lda + r] : a[r * lda + k];
+}
+
+// c[r, j] += Σ_k a(r, k) b[k, j] for kRows rows and kVectors vectors of columns.
+template <typename T, bool kTransposedA, int kRows, int kVectors>
 inline void block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t K) {
   Vector<T> acc[kRows][kVectors];
   for (int r = 0; r < kRows; ++r)
@@ -60,7 +67,7 @@ inline void block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_
     Vector<T> bk[kVectors];
     for (int v = 0; v < kVectors; ++v) bk[v] = load(b + k * ldb + v * kLanes<T>);
     for (int r = 0; r < kRows; ++r) {
-      const T ark = a[r * lda + k];
+      const T ark = a_at<kTransposedA>(a, lda, r, k);
       for (int v = 0; v < kVectors; ++v) acc[r][v] += ark * bk[v];
     }
   }
@@ -69,35 +76,46 @@ inline void block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_
 }
 
 // One block of kRows rows across all N columns: two vectors at a time, then one, then scalars.
-template <typename T, int kRows>
+template <typename T, bool kTransposedA, int kRows>
 inline void row_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t K, int64_t N) {
   constexpr int64_t W = kLanes<T>;
   int64_t j = 0;
-  for (; j + 2 * W <= N; j += 2 * W) block<T, kRows, 2>(a, lda, b + j, ldb, c + j, ldc, K);
-  for (; j + W <= N; j += W) block<T, kRows, 1>(a, lda, b + j, ldb, c + j, ldc, K);
+  for (; j + 2 * W <= N; j += 2 * W) block<T, kTransposedA, kRows, 2>(a, lda, b + j, ldb, c + j, ldc, K);
+  for (; j + W <= N; j += W) block<T, kTransposedA, kRows, 1>(a, lda, b + j, ldb, c + j, ldc, K);
   for (; j < N; ++j)
     for (int r = 0; r < kRows; ++r) {
       T s = c[r * ldc + j];
-      for (int64_t k = 0; k < K; ++k) s += a[r * lda + k] * b[k * ldb + j];
+      for (int64_t k = 0; k < K; ++k) s += a_at<kTransposedA>(a, lda, r, k) * b[k * ldb + j];
       c[r * ldc + j] = s;
     }
 }
 
 }  // namespace small_gemm
 
-// c (rows x N, row stride ldc) += a (rows x K, row stride lda) b (K x N, row stride ldb).
-template <typename T>
+// c (rows x N, row stride ldc) += a (rows x K, row stride lda) b (K x N, row stride ldb); with
+// kTransposedA, a is given as its transpose (K x rows, row stride lda): c += aᵀ b.
+template <typename T, bool kTransposedA = false>
 void small_gemm_accumulate(int64_t rows, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
                            int64_t ldc) {
   using namespace small_gemm;
+  const int64_t row_step = kTransposedA ? 1 : lda;  // from one row of the product to the next, in a
   int64_t r = 0;
-  for (; r + kRowBlock <= rows; r += kRowBlock) row_block<T, kRowBlock>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N);
+  for (; r + kRowBlock <= rows; r += kRowBlock)
+    row_block<T, kTransposedA, kRowBlock>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N);
   switch (rows - r) {
-    case 3: row_block<T, 3>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N); break;
-    case 2: row_block<T, 2>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N); break;
-    case 1: row_block<T, 1>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    case 3: row_block<T, kTransposedA, 3>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    case 2: row_block<T, kTransposedA, 2>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    case 1: row_block<T, kTransposedA, 1>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N); break;
     default: break;
   }
+}
+
+// dst (cols x rows, dense) = srcᵀ for src (rows x cols, row stride ld): makes a right operand of
+// small_gemm_accumulate out of a matrix that products read transposed.
+template <typename T>
+void transpose_into(const T* src, int64_t rows, int64_t cols, int64_t ld, T* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * ld + c];
 }
 
 }  // namespace xlstm

@@ -1,6 +1,7 @@
 // mLSTM chunkwise forward and backward on the CPU, fused per (batch, head): at::parallel_for over
-// batch·head, the chunks in order (backward: in reverse) inside, the chunk's products as BLAS calls
-// on cache-resident tiles and everything elementwise in plain loops (math in mlstm_chunkwise.h, the
+// batch·head, the chunks in order (backward: in reverse) inside, the chunk's products as
+// register-blocked small GEMMs (cpu_small_gemm.h) on cache-resident tiles, no ATen call per chunk,
+// and everything elementwise in plain loops (math in mlstm_chunkwise.h, the
 // handling of the stabiliser in mlstm_chunkwise_binding.h).
 #include "cpu_vector_math.h"  // first: before anything declares the math functions
 
@@ -10,6 +11,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu_small_gemm.h"
 #include "mlstm_chunkwise.h"
 #include "mlstm_chunkwise_binding.h"
 #include "numerics.h"
@@ -39,24 +41,6 @@ ChunkwiseInputs chunkwise_inputs(const Tensor& q, const Tensor& k, const Tensor&
 
 Tensor sizes_like(const Tensor& t, at::IntArrayRef sizes, at::ScalarType dtype) { return t.reshape(sizes).to(dtype); }
 
-// Per-thread scratch: contiguous (rows x cols) matrices over reusable storage, so that every
-// product runs on dense operands whatever the chunk's length.
-template <typename T>
-class Scratch {
- public:
-  explicit Scratch(const at::TensorOptions& options) : options_(options) {}
-  Tensor matrix(int slot, int64_t rows, int64_t cols) {
-    if (slot >= static_cast<int>(storage_.size())) storage_.resize(slot + 1);
-    std::vector<T>& s = storage_[slot];
-    if (static_cast<int64_t>(s.size()) < rows * cols) s.resize(rows * cols);
-    return at::from_blob(s.data(), {rows, cols}, options_);
-  }
-
- private:
-  at::TensorOptions options_;
-  std::vector<std::vector<T>> storage_;
-};
-
 // The gates of one chunk (mlstm_chunkwise.h): a_t, b_t = i_t - a_t, mx_t.
 template <typename T>
 struct ChunkGates {
@@ -78,9 +62,44 @@ struct ChunkGates {
   }
 };
 
-// P = W∘(s q kᵀ) of one chunk, in place over the product q kᵀ.
+// c (rows x cols, dense) = a b: small_gemm_accumulate on a zeroed c.
+template <typename T, bool kTransposedA = false>
+void small_gemm(int64_t rows, int64_t cols, int64_t K, const T* a, int64_t lda, const T* b, T* c) {
+  std::fill_n(c, rows * cols, T(0));
+  small_gemm_accumulate<T, kTransposedA>(rows, cols, K, a, lda, b, cols, c, cols);
+}
+
+// One (batch, head) row of the inputs, outputs and saved tensors, and its chunk c's slices: raw
+// pointers into contiguous tensors, so that the per-chunk work makes no ATen calls.
+struct ChunkRow {
+  const ChunkwiseSizes& z;
+  int64_t bh;
+  int64_t start(int64_t c) const { return c * z.L; }
+  int64_t len(int64_t c) const { return std::min(z.L, z.S - c * z.L); }
+  template <typename P>
+  P* rows(P* base, int64_t c, int64_t width) const { return base + (bh * z.S + start(c)) * width; }
+  template <typename P>
+  P* chunk_state(P* base, int64_t c, int64_t size) const { return base + (bh * z.chunks + c) * size; }
+};
+
+// Per-thread scratch tiles of one chunk, (L x L), (L x DQK), (L x DV) or (DQK x DV) at most.
 template <typename T>
-void gate_scores(T* P, int64_t len, const ChunkGates<T>& g, T scale) {
+struct ChunkScratch {
+  std::vector<T> P, num, Gq, kT, kw, dnum, dS, vT, X, Y, CT;
+  explicit ChunkScratch(const ChunkwiseSizes& z) {
+    const int64_t L = z.L, DQK = z.DQK, DV = z.DV;
+    for (auto* tile : {&P, &dS}) tile->resize(L * L);
+    for (auto* tile : {&Gq, &kT, &kw, &X, &Y}) tile->resize(L * DQK);
+    for (auto* tile : {&num, &dnum, &vT}) tile->resize(L * DV);
+    CT.resize(DQK * DV);
+  }
+};
+
+// P = W∘(s q kᵀ) of one chunk (len x len; kT: scratch for kᵀ).
+template <typename T>
+void gate_scores(T* P, const T* q, const T* k, int64_t len, int64_t DQK, const ChunkGates<T>& g, T scale, T* kT) {
+  transpose_into(k, len, DQK, DQK, kT);
+  small_gemm(len, len, DQK, q, DQK, kT, P);
   for (int64_t t = 0; t < len; ++t) {
     T* row = P + t * len;
     for (int64_t u = 0; u <= t; ++u) row[u] *= scale * exp_(g.b[u] - g.mx[t]);
@@ -90,56 +109,56 @@ void gate_scores(T* P, int64_t len, const ChunkGates<T>& g, T scale) {
 
 // num = P v + (G∘q) C_p (rows t), and, where qn is given, q·n of each row: Σ_u P[t,u] + G_t q_t·n_p.
 template <typename T>
-void numerator(Scratch<T>& w, const Tensor& P, const Tensor& q_c, const Tensor& v_c, const Tensor& C_p, const T* n_p,
-               const ChunkGates<T>& g, T m_p, Tensor& num, T* qn = nullptr) {
-  const int64_t len = P.size(0), DQK = q_c.size(1);
-  Tensor Gq = w.matrix(4, len, DQK);
-  const T *q = q_c.data_ptr<T>(), *p = P.data_ptr<T>();
-  T* gq = Gq.data_ptr<T>();
+void numerator(const T* P, const T* q, const T* v, const T* C_p, const T* n_p, const ChunkGates<T>& g, T m_p,
+               int64_t len, int64_t DQK, int64_t DV, T* Gq, T* num, T* qn = nullptr) {
   for (int64_t t = 0; t < len; ++t) {
     const T G = exp_(m_p - g.mx[t]);
-    for (int64_t d = 0; d < DQK; ++d) gq[t * DQK + d] = G * q[t * DQK + d];
+    for (int64_t d = 0; d < DQK; ++d) Gq[t * DQK + d] = G * q[t * DQK + d];
     if (qn == nullptr) continue;
     T s = 0, qn0 = 0;
-    for (int64_t u = 0; u <= t; ++u) s += p[t * len + u];
+    XLSTM_VECTOR_SUM(s)
+    for (int64_t u = 0; u <= t; ++u) s += P[t * len + u];
+    XLSTM_VECTOR_SUM(qn0)
     for (int64_t d = 0; d < DQK; ++d) qn0 += q[t * DQK + d] * n_p[d];
     qn[t] = s + G * qn0;
   }
-  at::mm_out(num, P, v_c);
-  num.addmm_(Gq, C_p);
+  small_gemm(len, DV, len, P, len, v, num);
+  small_gemm_accumulate(len, DV, DQK, Gq, DQK, C_p, DV, num, DV);
 }
 
 template <typename T>
 void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T, Tensor& m_T, Tensor& C_starts,
                  Tensor& n_starts, Tensor& m_all, Tensor& qn_all) {
   const ChunkwiseSizes& z = in.z;
-  const int64_t S = z.S, DQK = z.DQK, DV = z.DV, L = z.L;
+  const int64_t DQK = z.DQK, DV = z.DV, CS = DQK * DV;
   const T scale = T(in.scale), eps = T(in.eps);
-  at::parallel_for(0, z.bh(), 1, [&](int64_t begin, int64_t end) {
-    Scratch<T> w(in.q.options());
+  const T *q_all = in.q.data_ptr<T>(), *k_all = in.k.data_ptr<T>(), *v_all = in.v.data_ptr<T>();
+  const T *i_all = in.i.data_ptr<T>(), *f_all = in.f.data_ptr<T>();
+  const T *C0 = in.C0.data_ptr<T>(), *n0 = in.n0.data_ptr<T>(), *m0 = in.m0.data_ptr<T>();
+  T *h_all = h.data_ptr<T>(), *C_out = C_T.data_ptr<T>(), *n_out = n_T.data_ptr<T>(), *m_out = m_T.data_ptr<T>();
+  T *C_saved = C_starts.data_ptr<T>(), *n_saved = n_starts.data_ptr<T>();
+  T *m_rows = m_all.data_ptr<T>(), *qn_rows = qn_all.data_ptr<T>();
+  // scale and eps by value: a reference would be reloaded after every store to a T array.
+  at::parallel_for(0, z.bh(), 1, [&, scale, eps](int64_t begin, int64_t end) {
+    ChunkScratch<T> w(z);
     ChunkGates<T> g;
     for (int64_t bh = begin; bh < end; ++bh) {
-      Tensor C = C_T[bh], n = n_T[bh];  // the running state lives in the outputs
-      C.copy_(in.C0[bh]);
-      n.copy_(in.n0[bh]);
-      T m_p = in.m0.data_ptr<T>()[bh];
-      const T *i = in.i[bh].data_ptr<T>(), *f = in.f[bh].data_ptr<T>();
+      const ChunkRow row{z, bh};
+      T *C = C_out + bh * CS, *n = n_out + bh * DQK;  // the running state lives in the outputs
+      std::copy_n(C0 + bh * CS, CS, C);
+      std::copy_n(n0 + bh * DQK, DQK, n);
+      T m_p = m0[bh];
       for (int64_t c = 0; c < z.chunks; ++c) {
-        const int64_t start = c * L, len = std::min(L, S - start);
-        const Tensor q_c = in.q[bh].narrow(0, start, len), k_c = in.k[bh].narrow(0, start, len);
-        const Tensor v_c = in.v[bh].narrow(0, start, len);
-        C_starts[bh][c].copy_(C);
-        n_starts[bh][c].copy_(n);
-        g.scan(i + start, f + start, len, m_p);
-        Tensor P = w.matrix(0, len, len), num = w.matrix(1, len, DV);
-        at::mm_out(P, q_c, k_c.t());
-        gate_scores(P.data_ptr<T>(), len, g, scale);
-        T* qn = qn_all[bh].data_ptr<T>() + start;
-        T* n_ptr = n.data_ptr<T>();
-        numerator(w, P, q_c, v_c, C, n_ptr, g, m_p, num, qn);
-        const T* nu = num.data_ptr<T>();
-        T* h_c = h[bh].data_ptr<T>() + start * DV;
-        T* m_c = m_all[bh].data_ptr<T>() + start;
+        const int64_t len = row.len(c);
+        const T *q = row.rows(q_all, c, DQK), *k = row.rows(k_all, c, DQK), *v = row.rows(v_all, c, DV);
+        std::copy_n(C, CS, row.chunk_state(C_saved, c, CS));
+        std::copy_n(n, DQK, row.chunk_state(n_saved, c, DQK));
+        g.scan(row.rows(i_all, c, 1), row.rows(f_all, c, 1), len, m_p);
+        gate_scores(w.P.data(), q, k, len, DQK, g, scale, w.kT.data());
+        T* qn = row.rows(qn_rows, c, 1);
+        numerator(w.P.data(), q, v, C, n, g, m_p, len, DQK, DV, w.Gq.data(), w.num.data(), qn);
+        const T* nu = w.num.data();
+        T *h_c = row.rows(h_all, c, DV), *m_c = row.rows(m_rows, c, 1);
         for (int64_t t = 0; t < len; ++t) {
           m_c[t] = g.a[t] + g.mx[t];
           const T den = mlstm_denominator(qn[t], m_c[t], eps);
@@ -147,21 +166,20 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
         }
         // C_end = GE C + Σ_u (s WE_u k_u) v_uᵀ, n likewise.
         const T decay = exp_(m_p - g.mx_end);
-        Tensor kw = w.matrix(2, len, DQK);
-        T* kwp = kw.data_ptr<T>();
-        const T* kp = k_c.data_ptr<T>();
-        for (int64_t d = 0; d < DQK; ++d) n_ptr[d] *= decay;
+        T* kw = w.kw.data();
+        for (int64_t d = 0; d < DQK; ++d) n[d] *= decay;
         for (int64_t u = 0; u < len; ++u) {
           const T we = scale * exp_(g.b[u] - g.mx_end);
           for (int64_t d = 0; d < DQK; ++d) {
-            kwp[u * DQK + d] = we * kp[u * DQK + d];
-            n_ptr[d] += kwp[u * DQK + d];
+            kw[u * DQK + d] = we * k[u * DQK + d];
+            n[d] += kw[u * DQK + d];
           }
         }
-        C.addmm_(kw.t(), v_c, decay);
+        for (int64_t x = 0; x < CS; ++x) C[x] *= decay;
+        small_gemm_accumulate<T, true>(DQK, DV, len, kw, DQK, v, DV, C, DV);
         m_p = g.a[len - 1] + g.mx_end;
       }
-      m_T.data_ptr<T>()[bh] = m_p;
+      m_out[bh] = m_p;
     }
   });
 }
@@ -169,65 +187,68 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
 // Gradients with every m held fixed (the gradient through m is finish_gate_grads'): dq, dk, dv, the
 // initial state's dC, dn and its m's share dm0, per step di, d_log_f and dden. h_full: the forward's
 // h where it is at full precision (undefined for bf16 / fp16 inputs: then recomputed for dh·h).
+// Every tensor contiguous, in (B·NH, ...) layouts.
 template <typename T>
 void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor& dh, const Tensor& C_starts,
-                  const Tensor& n_starts,
-                  const Tensor& m_all, const Tensor& qn_all, Tensor& dq, Tensor& dk, Tensor& dv, Tensor& dC,
-                  Tensor& dn, Tensor& dm0, Tensor& di, Tensor& d_log_f, Tensor& dden) {
+                  const Tensor& n_starts, const Tensor& m_all, const Tensor& qn_all, Tensor& dq, Tensor& dk, Tensor& dv,
+                  Tensor& dC, Tensor& dn, Tensor& dm0, Tensor& di, Tensor& d_log_f, Tensor& dden) {
   const ChunkwiseSizes& z = in.z;
-  const int64_t S = z.S, DQK = z.DQK, DV = z.DV, L = z.L;
+  const int64_t S = z.S, DQK = z.DQK, DV = z.DV, L = z.L, CS = DQK * DV;
   const T scale = T(in.scale), eps = T(in.eps);
-  at::parallel_for(0, z.bh(), 1, [&](int64_t begin, int64_t end) {
-    Scratch<T> w(in.q.options());
+  const T *q_all = in.q.data_ptr<T>(), *k_all = in.k.data_ptr<T>(), *v_all = in.v.data_ptr<T>();
+  const T *i_all = in.i.data_ptr<T>(), *f_all = in.f.data_ptr<T>(), *m0 = in.m0.data_ptr<T>();
+  const T *h_all = h_full.defined() ? h_full.data_ptr<T>() : nullptr, *dh_all = dh.data_ptr<T>();
+  const T *C_saved = C_starts.data_ptr<T>(), *n_saved = n_starts.data_ptr<T>();
+  const T *m_rows = m_all.data_ptr<T>(), *qn_rows = qn_all.data_ptr<T>();
+  T *dq_all = dq.data_ptr<T>(), *dk_all = dk.data_ptr<T>(), *dv_all = dv.data_ptr<T>();
+  T *dC_all = dC.data_ptr<T>(), *dn_all = dn.data_ptr<T>(), *dm0_out = dm0.data_ptr<T>();
+  T *di_all = di.data_ptr<T>(), *dlf_all = d_log_f.data_ptr<T>(), *dden_all = dden.data_ptr<T>();
+  at::parallel_for(0, z.bh(), 1, [&, scale, eps](int64_t begin, int64_t end) {
+    ChunkScratch<T> w(z);
     ChunkGates<T> g;
     std::vector<T> den(L), dqn(L), de_rows(L), de_cols(L), de_end(L), dG(L), da(L);
+    T *P = w.P.data(), *dnp = w.dnum.data(), *dsp = w.dS.data(), *xp = w.X.data(), *yp = w.Y.data();
     for (int64_t bh = begin; bh < end; ++bh) {
-      Tensor dC_b = dC[bh], dn_b = dn[bh];  // carried backwards, in place: ends as the initial state's
-      T* dn_ptr = dn_b.data_ptr<T>();
-      const T *i = in.i[bh].data_ptr<T>(), *f = in.f[bh].data_ptr<T>();
-      const T *m_row = m_all[bh].data_ptr<T>(), *qn_row = qn_all[bh].data_ptr<T>();
+      const ChunkRow row{z, bh};
+      T *dC_b = dC_all + bh * CS, *dn_ptr = dn_all + bh * DQK;  // carried backwards, in place: end as the initial state's
       T dm0_b = 0;
       for (int64_t c = z.chunks - 1; c >= 0; --c) {
-        const int64_t start = c * L, len = std::min(L, S - start);
-        const Tensor q_c = in.q[bh].narrow(0, start, len), k_c = in.k[bh].narrow(0, start, len);
-        const Tensor v_c = in.v[bh].narrow(0, start, len), dh_c = dh[bh].narrow(0, start, len);
-        const Tensor C_p = C_starts[bh][c];
-        const T* n_p = n_starts[bh][c].data_ptr<T>();
-        const T m_p = c == 0 ? in.m0.data_ptr<T>()[bh] : m_row[start - 1];
-        g.scan(i + start, f + start, len, m_p);
-        Tensor P = w.matrix(0, len, len), num = w.matrix(1, len, DV);
-        at::mm_out(P, q_c, k_c.t());
-        gate_scores(P.data_ptr<T>(), len, g, scale);
-        const T* h_rows = h_full.defined() ? h_full[bh].data_ptr<T>() + start * DV : nullptr;
-        if (h_rows == nullptr) numerator(w, P, q_c, v_c, C_p, n_p, g, m_p, num);  // q·n is saved
+        const int64_t start = row.start(c), len = row.len(c);
+        const T *q = row.rows(q_all, c, DQK), *k = row.rows(k_all, c, DQK), *v = row.rows(v_all, c, DV);
+        const T *dhp = row.rows(dh_all, c, DV), *C_p = row.chunk_state(C_saved, c, CS);
+        const T* n_p = row.chunk_state(n_saved, c, DQK);
+        const T m_p = c == 0 ? m0[bh] : m_rows[bh * S + start - 1];
+        g.scan(row.rows(i_all, c, 1), row.rows(f_all, c, 1), len, m_p);
+        gate_scores(P, q, k, len, DQK, g, scale, w.kT.data());
+        const T* h_rows = h_all != nullptr ? row.rows(h_all, c, DV) : nullptr;
+        if (h_rows == nullptr) numerator(P, q, v, C_p, n_p, g, m_p, len, DQK, DV, w.Gq.data(), w.num.data());
         // The normaliser: dnum = dh / den, and the gradients reaching den and q·n.
-        Tensor dnum = w.matrix(3, len, DV);
-        T* dnp = dnum.data_ptr<T>();
-        const T *dhp = dh_c.data_ptr<T>(), *nu = h_rows != nullptr ? h_rows : num.data_ptr<T>();
+        const T* nu = h_rows != nullptr ? h_rows : w.num.data();
+        const T *qn_c = row.rows(qn_rows, c, 1), *m_c = row.rows(m_rows, c, 1);
+        T* dden_c = row.rows(dden_all, c, 1);
         for (int64_t t = 0; t < len; ++t) {
-          const T qn = qn_row[start + t], m = m_row[start + t];
-          den[t] = mlstm_denominator(qn, m, eps);
+          den[t] = mlstm_denominator(qn_c[t], m_c[t], eps);
           T dot = 0;  // dh·h, or dh·num = den dh·h
+          XLSTM_VECTOR_SUM(dot)
           for (int64_t j = 0; j < DV; ++j) {
             dot += dhp[t * DV + j] * nu[t * DV + j];
             dnp[t * DV + j] = dhp[t * DV + j] / den[t];
           }
           const NormaliserGrad<T> ng =
-              chunkwise_normaliser_backward(h_rows != nullptr ? dot : dot / den[t], qn, m, den[t]);
-          dden.data_ptr<T>()[bh * S + start + t] = ng.dden;
+              chunkwise_normaliser_backward(h_rows != nullptr ? dot : dot / den[t], qn_c[t], m_c[t], den[t]);
+          dden_c[t] = ng.dden;
           dqn[t] = ng.dqn;
         }
         // dP = dnum vᵀ + dqn; de = P∘dP; dS = dP∘W (in place over dP).
-        Tensor dS = w.matrix(5, len, len);
-        at::mm_out(dS, dnum, v_c.t());
-        T* dsp = dS.data_ptr<T>();
-        const T* pp = P.data_ptr<T>();
+        transpose_into(v, len, DV, DV, w.vT.data());
+        small_gemm(len, len, DV, dnp, DV, w.vT.data(), dsp);
         std::fill(de_cols.begin(), de_cols.begin() + len, T(0));
         for (int64_t t = 0; t < len; ++t) {
           T rows = 0;
+          XLSTM_VECTOR_SUM(rows)
           for (int64_t u = 0; u <= t; ++u) {
             const T dP = dsp[t * len + u] + dqn[t];
-            const T de = pp[t * len + u] * dP;
+            const T de = P[t * len + u] * dP;
             rows += de;
             de_cols[u] += de;
             dsp[t * len + u] = dP * exp_(g.b[u] - g.mx[t]);
@@ -236,56 +257,54 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
           de_rows[t] = rows;
         }
         // X = dnum C_pᵀ + dqn n_pᵀ (= the carried state's share of dq before G); dG_t = q_t·X_t.
-        Tensor X = w.matrix(6, len, DQK), Y = w.matrix(7, len, DQK);
-        at::mm_out(X, dnum, C_p.t());
-        T *xp = X.data_ptr<T>(), *yp = Y.data_ptr<T>();
-        const T *qp = q_c.data_ptr<T>(), *kp = k_c.data_ptr<T>();
+        transpose_into(C_p, DQK, DV, DV, w.CT.data());
+        small_gemm(len, DQK, DV, dnp, DV, w.CT.data(), xp);
         for (int64_t t = 0; t < len; ++t) {
           T s = 0;
+          XLSTM_VECTOR_SUM(s)
           for (int64_t d = 0; d < DQK; ++d) {
             xp[t * DQK + d] += dqn[t] * n_p[d];
-            s += qp[t * DQK + d] * xp[t * DQK + d];
+            s += q[t * DQK + d] * xp[t * DQK + d];
           }
           dG[t] = s;
         }
-        Tensor dq_c = dq[bh].narrow(0, start, len), dk_c = dk[bh].narrow(0, start, len);
-        Tensor dv_c = dv[bh].narrow(0, start, len);
-        at::mm_out(dq_c, dS, k_c);
-        T* dqp = dq_c.data_ptr<T>();
+        T *dqp = row.rows(dq_all, c, DQK), *dkp = row.rows(dk_all, c, DQK), *dvp = row.rows(dv_all, c, DV);
+        small_gemm(len, DQK, len, dsp, len, k, dqp);
         for (int64_t t = 0; t < len; ++t) {
           const T G = exp_(m_p - g.mx[t]);
           for (int64_t d = 0; d < DQK; ++d) dqp[t * DQK + d] = scale * dqp[t * DQK + d] + G * xp[t * DQK + d];
         }
         // The chunk's end state: Y_u = dC v_u + dn; dk = s dSᵀ q + s WE Y; dv = Pᵀ dnum + (s WE k) dC.
-        at::mm_out(Y, v_c, dC_b.t());
-        at::mm_out(dk_c, dS.t(), q_c);
-        T* dkp = dk_c.data_ptr<T>();
-        Tensor kw = w.matrix(2, len, DQK);
-        T* kwp = kw.data_ptr<T>();
+        transpose_into(dC_b, DQK, DV, DV, w.CT.data());
+        small_gemm(len, DQK, DV, v, DV, w.CT.data(), yp);
+        small_gemm<T, true>(len, DQK, len, dsp, len, q, dkp);
+        T* kwp = w.kw.data();
         T de_end_total = 0;
         for (int64_t u = 0; u < len; ++u) {
           const T we = exp_(g.b[u] - g.mx_end);
           T dwe = 0;
+          XLSTM_VECTOR_SUM(dwe)
           for (int64_t d = 0; d < DQK; ++d) {
             yp[u * DQK + d] += dn_ptr[d];
             dkp[u * DQK + d] = scale * (dkp[u * DQK + d] + we * yp[u * DQK + d]);
-            dwe += kp[u * DQK + d] * yp[u * DQK + d];
-            kwp[u * DQK + d] = scale * we * kp[u * DQK + d];
+            dwe += k[u * DQK + d] * yp[u * DQK + d];
+            kwp[u * DQK + d] = scale * we * k[u * DQK + d];
           }
           de_end[u] = we * scale * dwe;
           de_end_total += de_end[u];
         }
-        at::mm_out(dv_c, P.t(), dnum);
-        dv_c.addmm_(kw, dC_b);
+        small_gemm<T, true>(len, DV, len, P, len, dnp, dvp);
+        small_gemm_accumulate(len, DV, DQK, kwp, DQK, dC_b, DV, dvp, DV);
         // Gate gradients: log weights E[t,u] = a_t - a_u + i_u, carry a_t + m_p, end A - a_u + i_u, A + m_p.
         const T decay = exp_(m_p - g.mx_end);
         T dGE = 0;
-        const T *cp = C_p.data_ptr<T>(), *dcp = dC_b.data_ptr<T>();
-        for (int64_t x = 0; x < DQK * DV; ++x) dGE += dcp[x] * cp[x];
+        XLSTM_VECTOR_SUM(dGE)
+        for (int64_t x = 0; x < CS; ++x) dGE += dC_b[x] * C_p[x];
+        XLSTM_VECTOR_SUM(dGE)
         for (int64_t d = 0; d < DQK; ++d) dGE += dn_ptr[d] * n_p[d];
         const T de_end_carry = decay * dGE;
         T de_carry_total = 0;
-        T* di_c = di.data_ptr<T>() + bh * S + start;
+        T* di_c = row.rows(di_all, c, 1);
         for (int64_t t = 0; t < len; ++t) {
           const T de_carry = exp_(m_p - g.mx[t]) * dG[t];
           de_carry_total += de_carry;
@@ -293,7 +312,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
           da[t] = de_rows[t] - de_cols[t] + de_carry - de_end[t];
         }
         da[len - 1] += de_end_total + de_end_carry;
-        T* dlf = d_log_f.data_ptr<T>() + bh * S + start;
+        T* dlf = row.rows(dlf_all, c, 1);
         T suffix = 0;
         for (int64_t t = len - 1; t >= 0; --t) dlf[t] = suffix += da[t];  // a_t = Σ_{u≤t} logσ(f_u)
         if (c == 0) dm0_b = de_carry_total + de_end_carry;  // m0 is chunk 0's carried m
@@ -303,14 +322,13 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
           for (int64_t j = 0; j < DV; ++j) dnp[t * DV + j] *= G;
           dqn[t] *= G;
         }
-        for (int64_t d = 0; d < DQK; ++d) {
-          T s = 0;
-          for (int64_t t = 0; t < len; ++t) s += dqn[t] * qp[t * DQK + d];
-          dn_ptr[d] = decay * dn_ptr[d] + s;
-        }
-        dC_b.addmm_(q_c.t(), dnum, decay);
+        for (int64_t d = 0; d < DQK; ++d) dn_ptr[d] *= decay;
+        for (int64_t t = 0; t < len; ++t)
+          for (int64_t d = 0; d < DQK; ++d) dn_ptr[d] += dqn[t] * q[t * DQK + d];
+        for (int64_t x = 0; x < CS; ++x) dC_b[x] *= decay;
+        small_gemm_accumulate<T, true>(DQK, DV, len, q, DQK, dnp, DV, dC_b, DV);
       }
-      dm0.data_ptr<T>()[bh] = dm0_b;
+      dm0_out[bh] = dm0_b;
     }
   });
 }

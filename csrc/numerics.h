@@ -13,6 +13,16 @@
 #define XLSTM_INDEPENDENT_ITERATIONS
 #endif
 
+// Before a CPU loop that sums into `var`: lets the compiler vectorize the sum, which it may not
+// reorder otherwise (partial sums per lane, added at the end: another rounding order, as accurate).
+// Needs -fopenmp or -fopenmp-simd; elsewhere a no-op.
+#define XLSTM_PRAGMA(x) _Pragma(#x)
+#if defined(_OPENMP)
+#define XLSTM_VECTOR_SUM(var) XLSTM_PRAGMA(omp simd reduction(+ : var))
+#else
+#define XLSTM_VECTOR_SUM(var)
+#endif
+
 namespace xlstm {
 
 XLSTM_HOST_DEVICE float exp_(float x) { return expf(x); }
