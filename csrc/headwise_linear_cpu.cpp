@@ -1,5 +1,7 @@
 // Headwise linear map on the CPU: threads own ranges of rows (forward, dx) or of groups (dW, rows
-// swept in order so that both operands stream through once per thread).
+// swept in order so that both operands stream through once per thread). Blocks larger than the
+// mLSTM's 4 x 4 (the sLSTM layer's gate projections: DH x 2 DH per head and source) in float32 /
+// float64 run as register-blocked small GEMMs, one per (batch row, group) over the sequence.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
@@ -7,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu_small_gemm.h"
 #include "headwise_linear_binding.h"
 #include "ops.h"
 
@@ -78,6 +81,70 @@ void headwise_dw_groups(const HeadwiseParams<scalar_t, acc_t>& p, int64_t g0, in
   std::copy(sum.begin(), sum.end(), dw + g0 * O * I);
 }
 
+// The small-GEMM path: group g of batch row b is S rows of x (row stride x_stride_s) and of y / dy
+// (row stride out_width / heads, head-major or not).
+template <typename T>
+struct HeadwiseGemm {
+  const HeadwiseParams<T, T>& p;
+  int64_t O = p.out_block, I = p.in_block, ld_out = p.out_width() / p.heads;
+  const T* x_at(int64_t b, int64_t g) const { return p.x_row(b * p.seq) + g * I; }
+  int64_t out_at(int64_t b, int64_t g) const { return p.out_index(b * p.seq, g * O); }
+
+  // y = x W[g]ᵀ per (b, g); wT (G, I, O): the weight's blocks transposed.
+  void forward(const T* wT) const {
+    at::parallel_for(0, p.batch * p.groups, 1, [&](int64_t first, int64_t last) {
+      for (int64_t w = first; w < last; ++w) {
+        const int64_t b = w / p.groups, g = w % p.groups;
+        small_gemm(p.seq, O, I, x_at(b, g), p.x_stride_s, wT + g * I * O, O, p.y + out_at(b, g), ld_out);
+      }
+    });
+  }
+
+  // dx = dy W[g] per (b, g); dW[g] = Σ_b dyᵀ x, groups split between threads.
+  void backward(T* dw) const {
+    const int64_t width = p.in_width();
+    at::parallel_for(0, p.batch * p.groups, 1, [&](int64_t first, int64_t last) {
+      for (int64_t w = first; w < last; ++w) {
+        const int64_t b = w / p.groups, g = w % p.groups;
+        small_gemm(p.seq, I, O, p.dy + out_at(b, g), ld_out, p.weight + g * O * I, I, p.dx + b * p.seq * width + g * I,
+                   width);
+      }
+    });
+    at::parallel_for(0, p.groups, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        T* dw_g = dw + g * O * I;
+        std::fill_n(dw_g, O * I, T(0));
+        for (int64_t b = 0; b < p.batch; ++b)
+          small_gemm_accumulate<T, true>(O, I, p.seq, p.dy + out_at(b, g), ld_out, x_at(b, g), p.x_stride_s, dw_g, I);
+      }
+    });
+  }
+};
+
+// The small GEMMs for float32 / float64 blocks other than 4 x 4: true where they ran.
+template <typename scalar_t, typename acc_t>
+bool headwise_gemm_forward(const HeadwiseInputs& in, const HeadwiseParams<scalar_t, acc_t>& p) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (!(in.O == 4 && in.I == 4)) {
+      const Tensor wT = in.weight.transpose(1, 2).contiguous();
+      HeadwiseGemm<acc_t>{p}.forward(wT.data_ptr<acc_t>());
+      return true;
+    }
+  }
+  return false;
+}
+
+template <typename scalar_t, typename acc_t>
+bool headwise_gemm_backward(const HeadwiseInputs& in, const HeadwiseParams<scalar_t, acc_t>& p, acc_t* dw) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (!(in.O == 4 && in.I == 4)) {
+      HeadwiseGemm<acc_t>{p}.backward(dw);
+      return true;
+    }
+  }
+  return false;
+}
+
 template <typename Fn>
 void with_block_sizes(const HeadwiseInputs& in, const Fn& fn) {
   if (in.O == 4 && in.I == 4) {
@@ -95,6 +162,7 @@ Tensor headwise_linear_cpu(const Tensor& x, const Tensor& weight, int64_t heads)
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "headwise_linear_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = headwise_params<scalar_t, acc_t>(in, y, Tensor(), Tensor());
+    if (headwise_gemm_forward(in, p)) return;
     with_block_sizes(in, [&](auto block) {
       at::parallel_for(0, in.B * in.S, kRowGrain, [&](int64_t first, int64_t last) {
         headwise_fwd_rows<decltype(block)::value, decltype(block)::value>(p, first, last);
@@ -114,6 +182,7 @@ std::tuple<Tensor, Tensor> headwise_linear_backward_cpu(const Tensor& dy, const 
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = headwise_params<scalar_t, acc_t>(in, Tensor(), dy_c, dx);
     acc_t* dw_out = dw.data_ptr<acc_t>();
+    if (headwise_gemm_backward(in, p, dw_out)) return;
     with_block_sizes(in, [&](auto block) {
       at::parallel_for(0, in.B * in.S, kRowGrain, [&](int64_t first, int64_t last) {
         headwise_dx_rows<decltype(block)::value, decltype(block)::value>(p, first, last);

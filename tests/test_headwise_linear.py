@@ -8,8 +8,10 @@ from conftest import BACKENDS, assert_matches_reference, generator, randn
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (leading shape, G, O, I): the mLSTM layer's 4 x 4 blocks, non-square blocks, one group, rows
-# spanning several weight-gradient tiles (N = 600), a 1-D input.
-SHAPES = [((2, 5), 8, 4, 4), ((3,), 3, 2, 5), ((1, 1), 1, 6, 6), ((600,), 5, 4, 4), ((), 4, 3, 2)]
+# spanning several weight-gradient tiles (N = 600), a 1-D input; the sLSTM layer's gate projections
+# (per head and source DH -> 2 DH) and blocks with column tails, which the CPU runs as small GEMMs.
+SHAPES = [((2, 5), 8, 4, 4), ((3,), 3, 2, 5), ((1, 1), 1, 6, 6), ((600,), 5, 4, 4), ((), 4, 3, 2),
+          ((2, 37), 6, 64, 32), ((3, 9), 2, 37, 19)]
 
 
 def check_against_reference(backend, gen, x, weight, heads=1):
@@ -46,6 +48,8 @@ def test_head_major_output(backend, dtype, heads):
     wide = randn(gen, 2, 5, 48, dtype=dtype, device=backend.device)
     weight = randn(gen, 6, 4, 4, scale=0.5, dtype=dtype, device=backend.device)
     check_against_reference(backend, gen, wide[..., :24], weight, heads)
+    large_blocks = randn(gen, 6, 20, 8, scale=0.3, dtype=dtype, device=backend.device)
+    check_against_reference(backend, gen, wide, large_blocks, heads)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)

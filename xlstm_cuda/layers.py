@@ -115,8 +115,8 @@ class sLSTMLayer(nn.Module):
         self.embedding_dim, self.num_heads = embedding_dim, num_heads
         self.head_dim = embedding_dim // num_heads
         self.conv = CausalConvSiLU(embedding_dim, conv1d_kernel_size) if conv1d_kernel_size > 0 else None
-        # Per-head gate projections [head, in unit, gate i/f/z/o, out unit] (R's layout): block-diagonal maps.
-        self.gate_weight = nn.Parameter(torch.empty(num_heads, self.head_dim, 4, self.head_dim))
+        # Per-head gate projections [head, gate i/f/z/o, out unit, in unit]: block-diagonal maps.
+        self.gate_weight = nn.Parameter(torch.empty(num_heads, 4, self.head_dim, self.head_dim))
         nn.init.normal_(self.gate_weight, std=math.sqrt(2 / (5 * self.head_dim)))
         self.cell = sLSTMCell(num_heads, self.head_dim, bias_init, block_idx, num_blocks)
         self.norm = MultiHeadNorm(num_heads, self.head_dim)
@@ -128,19 +128,14 @@ class sLSTMLayer(nn.Module):
             x_conv, conv_buffer = self.conv(x, state.get("conv"))
         else:
             x_conv, conv_buffer = x, None
-        # i and f read the convolved input, z and o the input itself: per head, products batched over
-        # heads on strided views of the inputs; x_gates (B, S, NH, 4, DH) is a view of the head-major
-        # result, which the op reads through its strides (no copies either way).
+        # i and f read the convolved input, z and o the input itself: with the two sources side by
+        # side per head, [head, source, unit], the gate projections are one headwise map of 2 NH
+        # groups (DH -> 2 DH each) whose output is x_gates in the op's layout (B, S, NH, 4, DH).
         B, S, _ = x.shape
         NH, DH = self.num_heads, self.head_dim
-
-        def project(inputs: torch.Tensor, gates: slice) -> torch.Tensor:  # (NH, B * S, gates * DH)
-            per_head = inputs.reshape(B * S, NH, DH).transpose(0, 1)
-            return torch.bmm(per_head, self.gate_weight[:, :, gates].reshape(NH, DH, -1))
-
-        x_gates = torch.cat([project(x_conv, slice(0, 2)), project(x, slice(2, 4))], dim=-1)
-        x_gates = x_gates.view(NH, B, S, 4, DH).permute(1, 2, 0, 3, 4)
-        h, cell_state = self.cell(x_gates, state.get("slstm"))
+        sources = torch.stack((x_conv.view(B, S, NH, DH), x.view(B, S, NH, DH)), dim=3)
+        x_gates = ops.headwise_linear(sources.view(B, S, 2 * NH * DH), self.gate_weight.view(2 * NH, 2 * DH, DH))
+        h, cell_state = self.cell(x_gates.view(B, S, NH, 4, DH), state.get("slstm"))
         y = self.dropout(self.norm(h))
         new_state = {"slstm": cell_state}
         if conv_buffer is not None:
