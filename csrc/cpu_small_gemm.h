@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace xlstm {
 namespace small_gemm_blocks {
@@ -90,35 +91,55 @@ inline void row_block(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, in
     }
 }
 
-template <typename T, bool kTransposedA, bool kAccumulate>
+// Which part of a product causal (chunk) tiles need, so that known zeros cost nothing.
+enum class Triangle {
+  kFull,
+  kLowerResult,  // only c[r, j] for j <= r (up to a vector's width beyond): the caller masks the rest
+  kLowerA,       // a(r, k) = 0 for k > r
+  kUpperA,       // a(r, k) = 0 for k < r
+};
+
+template <typename T, bool kTransposedA, bool kAccumulate, Triangle kTriangle>
 void product(int64_t rows, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc) {
-  const int64_t row_step = kTransposedA ? 1 : lda;  // from one row of the product to the next, in a
+  const int64_t row_step = kTransposedA ? 1 : lda, k_step = kTransposedA ? lda : 1;  // steps in a
+  // Rows r .. r + kRows - 1, over the columns and the k range the triangle leaves.
+  const auto rows_from = [&](auto block_rows, int64_t r) {
+    constexpr int kRows = decltype(block_rows)::value;
+    int64_t k0 = 0, k1 = K, n1 = N;
+    if constexpr (kTriangle == Triangle::kLowerResult)
+      n1 = std::min(N, (r + kRows + kLanes<T> - 1) / kLanes<T> * kLanes<T>);
+    if constexpr (kTriangle == Triangle::kLowerA) k1 = std::min(K, r + kRows);
+    if constexpr (kTriangle == Triangle::kUpperA) k0 = std::min(K, r);
+    row_block<T, kTransposedA, kAccumulate, kRows>(a + r * row_step + k0 * k_step, lda, b + k0 * ldb, ldb,
+                                                   c + r * ldc, ldc, k1 - k0, n1);
+  };
   int64_t r = 0;
-  for (; r + kRowBlock <= rows; r += kRowBlock)
-    row_block<T, kTransposedA, kAccumulate, kRowBlock>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N);
+  for (; r + kRowBlock <= rows; r += kRowBlock) rows_from(std::integral_constant<int, kRowBlock>(), r);
   switch (rows - r) {
-    case 3: row_block<T, kTransposedA, kAccumulate, 3>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N); break;
-    case 2: row_block<T, kTransposedA, kAccumulate, 2>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N); break;
-    case 1: row_block<T, kTransposedA, kAccumulate, 1>(a + r * row_step, lda, b, ldb, c + r * ldc, ldc, K, N); break;
+    case 3: rows_from(std::integral_constant<int, 3>(), r); break;
+    case 2: rows_from(std::integral_constant<int, 2>(), r); break;
+    case 1: rows_from(std::integral_constant<int, 1>(), r); break;
     default: break;
   }
 }
 
 }  // namespace small_gemm_blocks
 
+using small_gemm_blocks::Triangle;
+
 // c (rows x N, row stride ldc) += a (rows x K, row stride lda) b (K x N, row stride ldb); with
 // kTransposedA, a is given as its transpose (K x rows, row stride lda): c += aᵀ b.
-template <typename T, bool kTransposedA = false>
+template <typename T, bool kTransposedA = false, Triangle kTriangle = Triangle::kFull>
 void small_gemm_accumulate(int64_t rows, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
                            int64_t ldc) {
-  small_gemm_blocks::product<T, kTransposedA, true>(rows, N, K, a, lda, b, ldb, c, ldc);
+  small_gemm_blocks::product<T, kTransposedA, true, kTriangle>(rows, N, K, a, lda, b, ldb, c, ldc);
 }
 
 // c = a b (or aᵀ b), the same shapes: c is only written.
-template <typename T, bool kTransposedA = false>
+template <typename T, bool kTransposedA = false, Triangle kTriangle = Triangle::kFull>
 void small_gemm(int64_t rows, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
                 int64_t ldc) {
-  small_gemm_blocks::product<T, kTransposedA, false>(rows, N, K, a, lda, b, ldb, c, ldc);
+  small_gemm_blocks::product<T, kTransposedA, false, kTriangle>(rows, N, K, a, lda, b, ldb, c, ldc);
 }
 
 // dst (cols x rows, dense) = srcᵀ for src (rows x cols, row stride ld): makes a right operand of

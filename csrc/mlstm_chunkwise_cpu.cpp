@@ -92,7 +92,7 @@ struct ChunkScratch {
 template <typename T>
 void gate_scores(T* P, const T* q, const T* k, int64_t len, int64_t DQK, const ChunkGates<T>& g, T scale, T* kT) {
   transpose_into(k, len, DQK, DQK, kT);
-  small_gemm(len, len, DQK, q, DQK, kT, len, P, len);
+  small_gemm<T, false, Triangle::kLowerResult>(len, len, DQK, q, DQK, kT, len, P, len);  // masked below
   for (int64_t t = 0; t < len; ++t) {
     T* row = P + t * len;
     for (int64_t u = 0; u <= t; ++u) row[u] *= scale * exp_(g.b[u] - g.mx[t]);
@@ -115,7 +115,7 @@ void numerator(const T* P, const T* q, const T* v, const T* C_p, const T* n_p, c
     for (int64_t d = 0; d < DQK; ++d) qn0 += q[t * DQK + d] * n_p[d];
     qn[t] = s + G * qn0;
   }
-  small_gemm(len, DV, len, P, len, v, DV, num, DV);
+  small_gemm<T, false, Triangle::kLowerA>(len, DV, len, P, len, v, DV, num, DV);
   small_gemm_accumulate(len, DV, DQK, Gq, DQK, C_p, DV, num, DV);
 }
 
@@ -234,7 +234,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         }
         // dP = dnum vᵀ + dqn; de = P∘dP; dS = dP∘W (in place over dP).
         transpose_into(v, len, DV, DV, w.vT.data());
-        small_gemm(len, len, DV, dnp, DV, w.vT.data(), len, dsp, len);
+        small_gemm<T, false, Triangle::kLowerResult>(len, len, DV, dnp, DV, w.vT.data(), len, dsp, len);
         std::fill(de_cols.begin(), de_cols.begin() + len, T(0));
         for (int64_t t = 0; t < len; ++t) {
           T rows = 0;
@@ -262,7 +262,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
           dG[t] = s;
         }
         T *dqp = row.rows(dq_all, c, DQK), *dkp = row.rows(dk_all, c, DQK), *dvp = row.rows(dv_all, c, DV);
-        small_gemm(len, DQK, len, dsp, len, k, DQK, dqp, DQK);
+        small_gemm<T, false, Triangle::kLowerA>(len, DQK, len, dsp, len, k, DQK, dqp, DQK);
         for (int64_t t = 0; t < len; ++t) {
           const T G = exp_(m_p - g.mx[t]);
           for (int64_t d = 0; d < DQK; ++d) dqp[t * DQK + d] = scale * dqp[t * DQK + d] + G * xp[t * DQK + d];
@@ -270,7 +270,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         // The chunk's end state: Y_u = dC v_u + dn; dk = s dSᵀ q + s WE Y; dv = Pᵀ dnum + (s WE k) dC.
         transpose_into(dC_b, DQK, DV, DV, w.CT.data());
         small_gemm(len, DQK, DV, v, DV, w.CT.data(), DQK, yp, DQK);
-        small_gemm<T, true>(len, DQK, len, dsp, len, q, DQK, dkp, DQK);
+        small_gemm<T, true, Triangle::kUpperA>(len, DQK, len, dsp, len, q, DQK, dkp, DQK);
         T* kwp = w.kw.data();
         T de_end_total = 0;
         for (int64_t u = 0; u < len; ++u) {
@@ -286,7 +286,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
           de_end[u] = we * scale * dwe;
           de_end_total += de_end[u];
         }
-        small_gemm<T, true>(len, DV, len, P, len, dnp, DV, dvp, DV);
+        small_gemm<T, true, Triangle::kUpperA>(len, DV, len, P, len, dnp, DV, dvp, DV);
         small_gemm_accumulate(len, DV, DQK, kwp, DQK, dC_b, DV, dvp, DV);
         // Gate gradients: log weights E[t,u] = a_t - a_u + i_u, carry a_t + m_p, end A - a_u + i_u, A + m_p.
         const T decay = exp_(m_p - g.mx_end);
