@@ -121,9 +121,114 @@ struct HeadwiseGemm {
   }
 };
 
-// The small GEMMs for float32 / float64 blocks other than 4 x 4: true where they ran.
+// The layers' 4 x 4 blocks in float32: a vector holds whole blocks, 4 lanes each, and each of y,
+// dx and dW is a sum of 4 products of a vector by a broadcast of one lane within every block (an
+// in-lane shuffle), against weight tables laid out to match. Needs each head's width in y to be
+// whole vectors.
+namespace quad_blocks {
+
+using small_gemm_blocks::load;
+using small_gemm_blocks::store;
+using Vec = small_gemm_blocks::Vector<float>;
+constexpr int64_t kLanes = small_gemm_blocks::kLanes<float>;
+typedef int32_t LaneIndex __attribute__((vector_size(small_gemm_blocks::kVectorBytes)));
+
+// Lane k of every block of 4 lanes, broadcast across its block.
+template <int k>
+inline Vec lane_of_each_block(const Vec& v) {
+  LaneIndex index;
+  for (int j = 0; j < kLanes; ++j) index[j] = (j & ~3) + k;
+  return __builtin_shuffle(v, index);
+}
+
+// table[k][4 g + j] = W[g, k, j] (kByOutput: indexed by output unit k, the dx table) or
+// W[g, j, k] (the forward table, indexed by input unit k); 4 tables of 4 G floats.
+inline std::vector<float> weight_tables(const float* weight, int64_t G, bool by_output) {
+  std::vector<float> table(16 * G);
+  for (int64_t g = 0; g < G; ++g)
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 4; ++j)
+        table[k * 4 * G + 4 * g + j] = by_output ? weight[(4 * g + k) * 4 + j] : weight[(4 * g + j) * 4 + k];
+  return table;
+}
+
+inline bool applies(const HeadwiseInputs& in) {
+  return in.O == 4 && in.I == 4 && (in.G * 4 / in.heads) % kLanes == 0;
+}
+
+// fn(offset of the row's features c .. c + kLanes - 1 in y / dy, c) for every vector of row n.
+template <typename Fn>
+inline void for_each_vector(const HeadwiseParams<float, float>& p, int64_t n, const Fn& fn) {
+  const int64_t width = p.out_width() / p.heads, head_stride = p.seq * width, row = p.out_index(n, 0);
+  for (int64_t h = 0; h < p.heads; ++h)
+    for (int64_t c = 0; c < width; c += kLanes) fn(row + h * head_stride + c, h * width + c);
+}
+
+// Σ_k table[k] (at c) * lane k of v, per block.
+inline Vec combine(const float* table, int64_t G, int64_t c, const Vec& v) {
+  return load(table + c) * lane_of_each_block<0>(v) + load(table + 4 * G + c) * lane_of_each_block<1>(v) +
+         load(table + 8 * G + c) * lane_of_each_block<2>(v) + load(table + 12 * G + c) * lane_of_each_block<3>(v);
+}
+
+inline void forward(const HeadwiseParams<float, float>& p) {
+  const std::vector<float> table = weight_tables(p.weight, p.groups, false);
+  at::parallel_for(0, p.rows(), kRowGrain, [&](int64_t first, int64_t last) {
+    for (int64_t n = first; n < last; ++n) {
+      const float* x = p.x_row(n);
+      for_each_vector(p, n, [&](int64_t at, int64_t c) { store(p.y + at, combine(table.data(), p.groups, c, load(x + c))); });
+    }
+  });
+}
+
+// dx and dW in one pass over the rows: per thread a range of rows and its own dW sums
+// (sums[k][4 g + i] = Σ_n dy[n, g, k] x[n, g, i]), added up at the end.
+inline void backward(const HeadwiseParams<float, float>& p, float* dw) {
+  const int64_t G = p.groups, width = 4 * G;
+  const std::vector<float> table = weight_tables(p.weight, G, true);
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), p.rows() / kRowGrain));
+  std::vector<std::vector<float>> sums(parts, std::vector<float>(4 * width, 0.f));
+  at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
+    for (int64_t part = part0; part < part1; ++part) {
+      float* s = sums[part].data();
+      for (int64_t n = p.rows() * part / parts; n < p.rows() * (part + 1) / parts; ++n) {
+        const float* x = p.x_row(n);
+        float* dx = p.dx + n * width;
+        for_each_vector(p, n, [&](int64_t at, int64_t c) {
+          const Vec dy = load(p.dy + at), xv = load(x + c);
+          const Vec d0 = lane_of_each_block<0>(dy), d1 = lane_of_each_block<1>(dy);
+          const Vec d2 = lane_of_each_block<2>(dy), d3 = lane_of_each_block<3>(dy);
+          const float* t = table.data();
+          store(dx + c, load(t + c) * d0 + load(t + width + c) * d1 + load(t + 2 * width + c) * d2 +
+                            load(t + 3 * width + c) * d3);
+          store(s + c, load(s + c) + d0 * xv);
+          store(s + width + c, load(s + width + c) + d1 * xv);
+          store(s + 2 * width + c, load(s + 2 * width + c) + d2 * xv);
+          store(s + 3 * width + c, load(s + 3 * width + c) + d3 * xv);
+        });
+      }
+    }
+  });
+  for (int64_t g = 0; g < G; ++g)
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 4; ++i) {
+        float total = 0.f;
+        for (const std::vector<float>& part : sums) total += part[k * width + 4 * g + i];
+        dw[(4 * g + k) * 4 + i] = total;
+      }
+}
+
+}  // namespace quad_blocks
+
+// The vector paths: 4 x 4 float32 blocks as above, other float32 / float64 blocks as small GEMMs;
+// true where one ran.
 template <typename scalar_t, typename acc_t>
-bool headwise_gemm_forward(const HeadwiseInputs& in, const HeadwiseParams<scalar_t, acc_t>& p) {
+bool headwise_vector_forward(const HeadwiseInputs& in, const HeadwiseParams<scalar_t, acc_t>& p) {
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    if (quad_blocks::applies(in)) {
+      quad_blocks::forward(p);
+      return true;
+    }
+  }
   if constexpr (std::is_same_v<scalar_t, acc_t>) {
     if (!(in.O == 4 && in.I == 4)) {
       const Tensor wT = in.weight.transpose(1, 2).contiguous();
@@ -135,7 +240,13 @@ bool headwise_gemm_forward(const HeadwiseInputs& in, const HeadwiseParams<scalar
 }
 
 template <typename scalar_t, typename acc_t>
-bool headwise_gemm_backward(const HeadwiseInputs& in, const HeadwiseParams<scalar_t, acc_t>& p, acc_t* dw) {
+bool headwise_vector_backward(const HeadwiseInputs& in, const HeadwiseParams<scalar_t, acc_t>& p, acc_t* dw) {
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    if (quad_blocks::applies(in)) {
+      quad_blocks::backward(p, dw);
+      return true;
+    }
+  }
   if constexpr (std::is_same_v<scalar_t, acc_t>) {
     if (!(in.O == 4 && in.I == 4)) {
       HeadwiseGemm<acc_t>{p}.backward(dw);
@@ -162,7 +273,7 @@ Tensor headwise_linear_cpu(const Tensor& x, const Tensor& weight, int64_t heads)
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "headwise_linear_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = headwise_params<scalar_t, acc_t>(in, y, Tensor(), Tensor());
-    if (headwise_gemm_forward(in, p)) return;
+    if (headwise_vector_forward(in, p)) return;
     with_block_sizes(in, [&](auto block) {
       at::parallel_for(0, in.B * in.S, kRowGrain, [&](int64_t first, int64_t last) {
         headwise_fwd_rows<decltype(block)::value, decltype(block)::value>(p, first, last);
@@ -182,7 +293,7 @@ std::tuple<Tensor, Tensor> headwise_linear_backward_cpu(const Tensor& dy, const 
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = headwise_params<scalar_t, acc_t>(in, Tensor(), dy_c, dx);
     acc_t* dw_out = dw.data_ptr<acc_t>();
-    if (headwise_gemm_backward(in, p, dw_out)) return;
+    if (headwise_vector_backward(in, p, dw_out)) return;
     with_block_sizes(in, [&](auto block) {
       at::parallel_for(0, in.B * in.S, kRowGrain, [&](int64_t first, int64_t last) {
         headwise_dx_rows<decltype(block)::value, decltype(block)::value>(p, first, last);

@@ -50,6 +50,10 @@ def test_head_major_output(backend, dtype, heads):
     check_against_reference(backend, gen, wide[..., :24], weight, heads)
     large_blocks = randn(gen, 6, 20, 8, scale=0.3, dtype=dtype, device=backend.device)
     check_against_reference(backend, gen, wide, large_blocks, heads)
+    # Heads of 16 features: whole vectors of 4 x 4 blocks, the CPU's vectorized path.
+    whole_vectors = randn(gen, 2, 7, 16 * heads, dtype=dtype, device=backend.device)
+    check_against_reference(backend, gen, whole_vectors, randn(gen, 4 * heads, 4, 4, scale=0.5, dtype=dtype,
+                                                                device=backend.device), heads)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)
