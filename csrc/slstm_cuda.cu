@@ -35,7 +35,7 @@ SlstmRPlace slstm_cuda_r_place(int64_t dh, bool backward) {
   };
   if (fits(SlstmRPlace::kShared)) return SlstmRPlace::kShared;
   // The split gives each thread one slice of R: a block of 4·DH threads, and DH past the register rows.
-  if (4 * dh <= 1024 && dh > kSlstmRegisterRows && fits(SlstmRPlace::kRegistersAndShared))
+  if (4 * dh <= kSlstmSplitMaxThreads && dh > kSlstmRegisterRows && fits(SlstmRPlace::kRegistersAndShared))
     return SlstmRPlace::kRegistersAndShared;
   return SlstmRPlace::kGlobal;
 }

@@ -11,6 +11,10 @@ namespace xlstm {
 
 constexpr int kSlstmBatchTile = 4;
 constexpr int kSlstmRegisterRows = 32;
+// The split of R between registers and shared memory takes blocks of at most this many threads
+// (heads of up to 128 units): the kernels then may use up to 128 registers a thread, which the
+// backward's 32 rows of Rᵀ in registers need.
+constexpr int kSlstmSplitMaxThreads = 512;
 
 enum class SlstmRPlace { kShared, kRegistersAndShared, kGlobal };
 
@@ -48,7 +52,8 @@ __device__ __forceinline__ SlstmBlock slstm_block(const SlstmParams<scalar_t, fl
 // Thread per gate column gj. With R split, a thread owns exactly one column (blockDim >= 4·DH)
 // and holds its first kSlstmRegisterRows entries in registers; shared memory has rows from there on.
 template <typename scalar_t, SlstmRPlace kPlace>
-__global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
+__global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? kSlstmSplitMaxThreads : 1024)
+    slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
   constexpr int kRegRows = slstm_register_rows(kPlace);
   XLSTM_DYNAMIC_SHARED(float, smem);
   const auto [DH, G, tid, T, rows, h, b0] = slstm_block(p);
@@ -113,7 +118,8 @@ __global__ void slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
 // gate's DH columns of Rᵀ for every row of the tile, then the four gates' partial sums added. With
 // Rᵀ split, a thread holds the first kSlstmRegisterRows entries of its (gate, k) slice in registers.
 template <typename scalar_t, SlstmRPlace kPlace>
-__global__ void slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
+__global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? kSlstmSplitMaxThreads : 1024)
+    slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
   constexpr int kRegRows = slstm_register_rows(kPlace);
   XLSTM_DYNAMIC_SHARED(float, smem);
   const auto [DH, G, tid, T, rows, h, b0] = slstm_block(p);
