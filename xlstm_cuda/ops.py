@@ -30,6 +30,13 @@ def _mlstm_state(state, q: torch.Tensor, v: torch.Tensor, op: str, argument: str
     return tuple(state)
 
 
+def _contiguous_like(*tensors: torch.Tensor):
+    """Fake outputs shaped and typed like the given tensors, contiguous as the kernels return them
+    (torch.empty_like would keep a strided input's strides, which compiled code then asserts)."""
+    outputs = tuple(t.new_empty(t.shape) for t in tensors)
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
 def _state_grads(grads, states):
     """Gradients of the returned state, zeros where autograd passes None (the state was unused)."""
     return tuple(g if g is not None else torch.zeros_like(s) for g, s in zip(grads, states))
@@ -70,12 +77,11 @@ class KernelOps:
         def _(q, k, v, i, f, C, n, m, eps):
             _check_one_device("mlstm_step", q, k, v, i, f, C, n, m)
             B, NH, _ = q.shape
-            return q.new_empty(B, NH, v.shape[-1]), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m)
+            return (q.new_empty(B, NH, v.shape[-1]), *_contiguous_like(C, n, m))
 
         @torch.library.register_fake(f"{ns}::mlstm_step_backward")
         def _(dh, dC_new, dn_new, dm_new, q, k, v, i, f, C, n, m, eps):
-            return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(i),
-                    torch.empty_like(f), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m))
+            return _contiguous_like(q, k, v, i, f, C, n, m)
 
         step_backward = self._ops.mlstm_step_backward
 
@@ -97,11 +103,11 @@ class KernelOps:
             _check_one_device("slstm", x, R, b, initial)
             B, S, NH, _, DH = x.shape
             slots = S + 1 if save_trace else 2
-            return x.new_empty(B, S, NH, DH), torch.empty_like(initial), initial.new_empty(9, B, slots, NH, DH)
+            return x.new_empty(B, S, NH, DH), _contiguous_like(initial), initial.new_empty(9, B, slots, NH, DH)
 
         @torch.library.register_fake(f"{ns}::slstm_backward")
         def _(dh, d_last, x, R, b, trace):
-            return torch.empty_like(x), torch.empty_like(R), torch.empty_like(b), torch.empty_like(d_last)
+            return _contiguous_like(x, R, b, d_last)
 
         slstm_backward = self._ops.slstm_backward
 
@@ -129,15 +135,14 @@ class KernelOps:
                 raise RuntimeError(f"mlstm_chunkwise: S and chunk_size must be >= 1, got S = {S}, "
                                    f"chunk_size = {chunk_size}")
             chunks = -(-S // min(chunk_size, S))
-            return (q.new_empty(B, NH, S, v.shape[-1]), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m),
+            return (q.new_empty(B, NH, S, v.shape[-1]), *_contiguous_like(C, n, m),
                     C.new_empty(B, NH, chunks, DQK, v.shape[-1]), n.new_empty(B, NH, chunks, DQK),
                     m.new_empty(B, NH, S), m.new_empty(B, NH, S))
 
         @torch.library.register_fake(f"{ns}::mlstm_chunkwise_backward")
         def _(dh, dC_T, dn_T, dm_T, q, k, v, i, f, C, n, m, h, C_T, n_T, C_starts, n_starts, m_all, qn_all,
               chunk_size, eps):
-            return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(i),
-                    torch.empty_like(f), torch.empty_like(C), torch.empty_like(n), torch.empty_like(m))
+            return _contiguous_like(q, k, v, i, f, C, n, m)
 
         chunkwise_backward = self._ops.mlstm_chunkwise_backward
 
