@@ -141,7 +141,7 @@ inline Vec lane_of_each_block(const Vec& v) {
   return __builtin_shuffle(v, index);
 }
 
-// table[k][4 g + j] = W[g, k, j] (kByOutput: indexed by output unit k, the dx table) or
+// table[k][4 g + j] = W[g, k, j] (by_output: indexed by output unit k, the dx table) or
 // W[g, j, k] (the forward table, indexed by input unit k); 4 tables of 4 G floats.
 inline std::vector<float> weight_tables(const float* weight, int64_t G, bool by_output) {
   std::vector<float> table(16 * G);
@@ -164,10 +164,17 @@ inline void for_each_vector(const HeadwiseParams<float, float>& p, int64_t n, co
     for (int64_t c = 0; c < width; c += kLanes) fn(row + h * head_stride + c, h * width + c);
 }
 
-// Σ_k table[k] (at c) * lane k of v, per block.
-inline Vec combine(const float* table, int64_t G, int64_t c, const Vec& v) {
-  return load(table + c) * lane_of_each_block<0>(v) + load(table + 4 * G + c) * lane_of_each_block<1>(v) +
-         load(table + 8 * G + c) * lane_of_each_block<2>(v) + load(table + 12 * G + c) * lane_of_each_block<3>(v);
+// Lanes 0-3 of every block of v, each broadcast across its block.
+struct BlockLanes {
+  Vec lane[4];
+  explicit BlockLanes(const Vec& v)
+      : lane{lane_of_each_block<0>(v), lane_of_each_block<1>(v), lane_of_each_block<2>(v), lane_of_each_block<3>(v)} {}
+};
+
+// Σ_k table[k] (at c) * lane k, per block; the tables are 4 G = width floats apart.
+inline Vec combine(const float* table, int64_t width, int64_t c, const BlockLanes& v) {
+  return load(table + c) * v.lane[0] + load(table + width + c) * v.lane[1] + load(table + 2 * width + c) * v.lane[2] +
+         load(table + 3 * width + c) * v.lane[3];
 }
 
 inline void forward(const HeadwiseParams<float, float>& p) {
@@ -175,7 +182,9 @@ inline void forward(const HeadwiseParams<float, float>& p) {
   at::parallel_for(0, p.rows(), kRowGrain, [&](int64_t first, int64_t last) {
     for (int64_t n = first; n < last; ++n) {
       const float* x = p.x_row(n);
-      for_each_vector(p, n, [&](int64_t at, int64_t c) { store(p.y + at, combine(table.data(), p.groups, c, load(x + c))); });
+      for_each_vector(p, n, [&](int64_t at, int64_t c) {
+        store(p.y + at, combine(table.data(), 4 * p.groups, c, BlockLanes(load(x + c))));
+      });
     }
   });
 }
@@ -194,16 +203,10 @@ inline void backward(const HeadwiseParams<float, float>& p, float* dw) {
         const float* x = p.x_row(n);
         float* dx = p.dx + n * width;
         for_each_vector(p, n, [&](int64_t at, int64_t c) {
-          const Vec dy = load(p.dy + at), xv = load(x + c);
-          const Vec d0 = lane_of_each_block<0>(dy), d1 = lane_of_each_block<1>(dy);
-          const Vec d2 = lane_of_each_block<2>(dy), d3 = lane_of_each_block<3>(dy);
-          const float* t = table.data();
-          store(dx + c, load(t + c) * d0 + load(t + width + c) * d1 + load(t + 2 * width + c) * d2 +
-                            load(t + 3 * width + c) * d3);
-          store(s + c, load(s + c) + d0 * xv);
-          store(s + width + c, load(s + width + c) + d1 * xv);
-          store(s + 2 * width + c, load(s + 2 * width + c) + d2 * xv);
-          store(s + 3 * width + c, load(s + 3 * width + c) + d3 * xv);
+          const BlockLanes dy(load(p.dy + at));
+          const Vec xv = load(x + c);
+          store(dx + c, combine(table.data(), width, c, dy));
+          for (int k = 0; k < 4; ++k) store(s + k * width + c, load(s + k * width + c) + dy.lane[k] * xv);
         });
       }
     }

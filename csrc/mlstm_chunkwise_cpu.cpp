@@ -41,15 +41,18 @@ ChunkwiseInputs chunkwise_inputs(const Tensor& q, const Tensor& k, const Tensor&
 
 Tensor sizes_like(const Tensor& t, at::IntArrayRef sizes, at::ScalarType dtype) { return t.reshape(sizes).to(dtype); }
 
-// The gates of one chunk (mlstm_chunkwise.h): a_t, b_t = i_t - a_t, mx_t.
+// The gates of one chunk (mlstm_chunkwise.h): a_t, b_t = i_t - a_t, mx_t, and the carried
+// state's weight G_t = exp(m_p - mx_t), computed once for every pass that needs it; the chunk's
+// end state decays by G of its last step.
 template <typename T>
 struct ChunkGates {
-  std::vector<T> a, b, mx;
-  T mx_end = 0;
+  std::vector<T> a, b, mx, G;
+  T mx_end = 0, decay = 0;
   void scan(const T* i, const T* f, int64_t len, T m_p) {
     a.resize(len);
     b.resize(len);
     mx.resize(len);
+    G.resize(len);
     T sum = 0, run = -std::numeric_limits<T>::infinity();
     for (int64_t t = 0; t < len; ++t) {
       sum += log_sigmoid(f[t]);
@@ -58,7 +61,9 @@ struct ChunkGates {
       run = max_(run, b[t]);
       mx[t] = max_(run, m_p);
     }
+    for (int64_t t = 0; t < len; ++t) G[t] = exp_(m_p - mx[t]);  // a loop of its own: it vectorizes
     mx_end = mx[len - 1];
+    decay = G[len - 1];
   }
 };
 
@@ -102,10 +107,10 @@ void gate_scores(T* P, const T* q, const T* k, int64_t len, int64_t DQK, const C
 
 // num = P v + (G∘q) C_p (rows t), and, where qn is given, q·n of each row: Σ_u P[t,u] + G_t q_t·n_p.
 template <typename T>
-void numerator(const T* P, const T* q, const T* v, const T* C_p, const T* n_p, const ChunkGates<T>& g, T m_p,
-               int64_t len, int64_t DQK, int64_t DV, T* Gq, T* num, T* qn = nullptr) {
+void numerator(const T* P, const T* q, const T* v, const T* C_p, const T* n_p, const ChunkGates<T>& g, int64_t len,
+               int64_t DQK, int64_t DV, T* Gq, T* num, T* qn = nullptr) {
   for (int64_t t = 0; t < len; ++t) {
-    const T G = exp_(m_p - g.mx[t]);
+    const T G = g.G[t];
     for (int64_t d = 0; d < DQK; ++d) Gq[t * DQK + d] = G * q[t * DQK + d];
     if (qn == nullptr) continue;
     T s = 0, qn0 = 0;
@@ -149,7 +154,7 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
         g.scan(row.rows(i_all, c, 1), row.rows(f_all, c, 1), len, m_p);
         gate_scores(w.P.data(), q, k, len, DQK, g, scale, w.kT.data());
         T* qn = row.rows(qn_rows, c, 1);
-        numerator(w.P.data(), q, v, C, n, g, m_p, len, DQK, DV, w.Gq.data(), w.num.data(), qn);
+        numerator(w.P.data(), q, v, C, n, g, len, DQK, DV, w.Gq.data(), w.num.data(), qn);
         const T* nu = w.num.data();
         T *h_c = row.rows(h_all, c, DV), *m_c = row.rows(m_rows, c, 1);
         for (int64_t t = 0; t < len; ++t) {
@@ -158,7 +163,7 @@ void forward_cpu(const ChunkwiseInputs& in, Tensor& h, Tensor& C_T, Tensor& n_T,
           for (int64_t j = 0; j < DV; ++j) h_c[t * DV + j] = nu[t * DV + j] / den;
         }
         // C_end = GE C + Σ_u (s WE_u k_u) v_uᵀ, n likewise.
-        const T decay = exp_(m_p - g.mx_end);
+        const T decay = g.decay;
         T* kw = w.kw.data();
         for (int64_t d = 0; d < DQK; ++d) n[d] *= decay;
         for (int64_t u = 0; u < len; ++u) {
@@ -214,7 +219,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         g.scan(row.rows(i_all, c, 1), row.rows(f_all, c, 1), len, m_p);
         gate_scores(P, q, k, len, DQK, g, scale, w.kT.data());
         const T* h_rows = h_all != nullptr ? row.rows(h_all, c, DV) : nullptr;
-        if (h_rows == nullptr) numerator(P, q, v, C_p, n_p, g, m_p, len, DQK, DV, w.Gq.data(), w.num.data());
+        if (h_rows == nullptr) numerator(P, q, v, C_p, n_p, g, len, DQK, DV, w.Gq.data(), w.num.data());
         // The normaliser: dnum = dh / den, and the gradients reaching den and q·n.
         const T* nu = h_rows != nullptr ? h_rows : w.num.data();
         const T *qn_c = row.rows(qn_rows, c, 1), *m_c = row.rows(m_rows, c, 1);
@@ -264,7 +269,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         T *dqp = row.rows(dq_all, c, DQK), *dkp = row.rows(dk_all, c, DQK), *dvp = row.rows(dv_all, c, DV);
         small_gemm<T, false, Triangle::kLowerA>(len, DQK, len, dsp, len, k, DQK, dqp, DQK);
         for (int64_t t = 0; t < len; ++t) {
-          const T G = exp_(m_p - g.mx[t]);
+          const T G = g.G[t];
           for (int64_t d = 0; d < DQK; ++d) dqp[t * DQK + d] = scale * dqp[t * DQK + d] + G * xp[t * DQK + d];
         }
         // The chunk's end state: Y_u = dC v_u + dn; dk = s dSᵀ q + s WE Y; dv = Pᵀ dnum + (s WE k) dC.
@@ -289,7 +294,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         small_gemm<T, true, Triangle::kUpperA>(len, DV, len, P, len, dnp, DV, dvp, DV);
         small_gemm_accumulate(len, DV, DQK, kwp, DQK, dC_b, DV, dvp, DV);
         // Gate gradients: log weights E[t,u] = a_t - a_u + i_u, carry a_t + m_p, end A - a_u + i_u, A + m_p.
-        const T decay = exp_(m_p - g.mx_end);
+        const T decay = g.decay;
         T dGE = 0;
         XLSTM_VECTOR_SUM(dGE)
         for (int64_t x = 0; x < CS; ++x) dGE += dC_b[x] * C_p[x];
@@ -299,7 +304,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         T de_carry_total = 0;
         T* di_c = row.rows(di_all, c, 1);
         for (int64_t t = 0; t < len; ++t) {
-          const T de_carry = exp_(m_p - g.mx[t]) * dG[t];
+          const T de_carry = g.G[t] * dG[t];
           de_carry_total += de_carry;
           di_c[t] = de_cols[t] + de_end[t];
           da[t] = de_rows[t] - de_cols[t] + de_carry - de_end[t];
@@ -311,7 +316,7 @@ void backward_cpu(const ChunkwiseInputs& in, const Tensor& h_full, const Tensor&
         if (c == 0) dm0_b = de_carry_total + de_end_carry;  // m0 is chunk 0's carried m
         // Into the previous chunk: dC = GE dC + qᵀ (G∘dnum), dn = GE dn + Σ_t G_t dqn_t q_t.
         for (int64_t t = 0; t < len; ++t) {
-          const T G = exp_(m_p - g.mx[t]);
+          const T G = g.G[t];
           for (int64_t j = 0; j < DV; ++j) dnp[t * DV + j] *= G;
           dqn[t] *= G;
         }
