@@ -1,7 +1,7 @@
 """Pure-PyTorch reference of the xLSTM cells: the readable definition of truth.
 
 Every kernel in this project is judged against these functions run in float64
-(see /work/shared/xlstm-spec.md). They are written for clarity, not speed.
+(see the spec, ../shared/xlstm-spec.md in the development checkout). They are written for clarity, not speed.
 """
 
 from .layer_parts import causal_conv1d_silu, headwise_linear, mlstm_output_gate

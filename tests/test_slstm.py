@@ -157,7 +157,7 @@ def bad_calls():
         ("int dtype", (x.int(), R, b, None), "must be float32"),
         ("R dtype", (x, R.double(), b, None), "R must be"),
         ("b dtype", (x, R, b.half(), None), "b must be"),
-        ("state shape", (x, R, b, state[:3] + (torch.zeros(B, NH, DH + 1),)), "initial state tensors"),
+        ("state shape", (x, R, b, state[:3] + (torch.zeros(B, NH, DH + 1),)), "initial_state tensors"),
         ("state arity", (x, R, b, state[:3]), "initial_state must be a tuple"),
         ("state dtype", (x, R, b, tuple(s.double() for s in state)), "initial state must be Float"),
         ("empty", (torch.randn(B, 0, NH, 4, DH), R, b, None), "is empty"),

@@ -1,41 +1,41 @@
 """xlstm_cuda: fused CUDA and CPU kernels for xLSTM (sLSTM, mLSTM) as torch ops and nn modules."""
-from __future__ import annotations
+from importlib import metadata as _metadata
 
-from importlib import metadata
-
-import torch  # loads libtorch, which _C links against
+import torch as _torch  # loads libtorch, which _C links against
 
 try:
     from . import _C
-except ImportError as error:  # pragma: no cover - only on a broken install
+except ImportError as _error:  # pragma: no cover - only on a broken install
     raise ImportError(
         "xlstm_cuda's compiled extension is missing or does not load "
-        f"({error}). Build it with: pip install --no-build-isolation ."
-    ) from error
+        f"({_error}). Build it with: pip install --no-build-isolation ."
+    ) from _error
 
-from . import layers, ops
+from . import layers, ops, reference
 from .layers import mLSTMCell, mLSTMLayer, sLSTMCell, sLSTMLayer
 from .ops import mlstm_chunkwise, mlstm_step, slstm
 
-__all__ = ["build_info", "layers", "mLSTMCell", "mLSTMLayer", "mlstm_chunkwise", "mlstm_step", "ops",
+__all__ = ["build_info", "layers", "mLSTMCell", "mLSTMLayer", "mlstm_chunkwise", "mlstm_step", "ops", "reference",
            "sLSTMCell", "sLSTMLayer", "slstm"]
 
 try:
-    __version__ = metadata.version("xlstm_cuda")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = _metadata.version("xlstm_cuda")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
 
 def _registered_ops(namespace: str) -> list[str]:
-    return sorted(name for name in dir(getattr(torch.ops, namespace))
-                  if isinstance(getattr(getattr(torch.ops, namespace), name), torch._ops.OpOverloadPacket))
+    """The ops registered in torch.ops.<namespace>: the registry is the list."""
+    packets = getattr(_torch.ops, namespace)
+    return sorted(name for name in dir(packets) if isinstance(getattr(packets, name), _torch._ops.OpOverloadPacket))
 
 
 def build_info() -> dict:
-    """What this install was built with: version, torch, CUDA kernels and architectures, ops."""
+    """What this install was built with: version, torch, CUDA kernels and architectures, the
+    registered ops (read from torch's op registry), and the emulation module if it was built."""
     info = dict(_C.build_info())
-    info.update(version=__version__, torch_runtime=torch.__version__, ops=_registered_ops("xlstm_cuda"),
-                cpu_kernels=True, cuda_available=torch.cuda.is_available())
+    info.update(version=__version__, torch_runtime=_torch.__version__, ops=_registered_ops("xlstm_cuda"),
+                cpu_kernels=True, cuda_available=_torch.cuda.is_available())
     try:
         from .sim import _sim
     except ImportError as error:

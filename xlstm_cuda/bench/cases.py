@@ -16,9 +16,8 @@ from typing import Callable
 
 import torch
 
-import python_ref
-
 from .. import ops
+from .. import reference as python_ref
 
 @dataclass
 class Baseline:
