@@ -142,41 +142,61 @@ cpu_simd = host_simd_level()
 cxx_flags = (["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", string_define("XLSTM_CPU_SIMD", cpu_simd)]
              + SIMD_LEVELS[cpu_simd][1] + common_defines)
 cpu_link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") else [])
-kernel_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cpp"))
-cuda_sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.cu"))
+
+
+def sources(*patterns):
+    return sorted(str(p.relative_to(ROOT)) for pattern in patterns for p in CSRC.glob(pattern))
+
+
+# An op is a folder csrc/ops/<op>/: schema.cpp (in both modules), cpu*.cpp (the CPU kernels, _C only)
+# and *.cu (the CUDA kernels: nvcc for _C, g++ for the emulation). A new folder joins the build as it is.
+GENERATED = ROOT / "build" / "generated"
+
+
+def generated_source(name, lines):
+    """A source file of #include lines under build/generated, rewritten only when it changes."""
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    path, text = GENERATED / name, "".join(f'#include "{line}"\n' for line in lines)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return str(path.relative_to(ROOT))
+
+
+cuda_sources = sources("ops/*/*.cu")
+# Every op's schema.cpp in one translation unit: torch/library.h is parsed once, not once per op.
+shared_sources = sources("module.cpp", "common/*.cpp") + [
+    generated_source("op_schemas.cpp", [ROOT / s for s in sources("ops/*/schema.cpp")])]
+kernel_sources = shared_sources + sources("ops/*/cpu*.cpp")
+include_dirs = [str(CSRC)]
 
 extensions = []
 if want_cuda:
     extensions.append(CUDAExtension(
-        "xlstm_cuda._C", kernel_sources + cuda_sources,
+        "xlstm_cuda._C", kernel_sources + cuda_sources, include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags + ["-DXLSTM_WITH_CUDA"],
                             "nvcc": ["-O3", "--use_fast_math", "-lineinfo",
                                      "-DXLSTM_WITH_CUDA"] + common_defines},
         extra_link_args=cpu_link_args))
 else:
-    extensions.append(CppExtension("xlstm_cuda._C", kernel_sources, extra_compile_args={"cxx": cxx_flags},
+    extensions.append(CppExtension("xlstm_cuda._C", kernel_sources, include_dirs=include_dirs,
+                                   extra_compile_args={"cxx": cxx_flags},
                                    extra_link_args=cpu_link_args))
 
 
 def sim_sources():
-    """g++ compiles the .cu sources as C++ through one-line wrappers (setuptools sends .cu to nvcc)."""
-    out = ROOT / "build" / "sim_src"
-    out.mkdir(parents=True, exist_ok=True)
-    sources = [str((CSRC / "sim" / "cuda_sim.cpp").relative_to(ROOT))]
-    for src in [CSRC / "registration.cpp", CSRC / "checks.cpp"] + sorted(CSRC.glob("*.cu")):
-        wrapper = out / (src.stem + ("_cu" if src.suffix == ".cu" else "") + ".cpp")
-        text = f'#include "{src}"\n'
-        if not wrapper.exists() or wrapper.read_text() != text:
-            wrapper.write_text(text)
-        sources.append(str(wrapper.relative_to(ROOT)))
-    return sources
+    """The emulation module: the shared sources and the CUDA kernels, which g++ compiles as C++
+    through one-line wrappers, build/generated/sim_*.cpp (setuptools sends .cu files to nvcc; and the
+    shared sources need object files apart from _C's, which compiles them with other flags)."""
+    wrappers = [generated_source("sim_" + Path(source).as_posix().replace("/", "_").replace(".", "_") + ".cpp",
+                                 [ROOT / source]) for source in shared_sources + cuda_sources]
+    return sources("sim/cuda_sim.cpp") + wrappers
 
 
 if flag("XLSTM_BUILD_SIM"):
     sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"] \
         if flag("XLSTM_SIM_SANITIZE") else []
     extensions.append(CppExtension(
-        "xlstm_cuda._sim", sim_sources(),
+        "xlstm_cuda._sim", sim_sources(), include_dirs=include_dirs,
         extra_compile_args={"cxx": ["-O1", "-g", "-DXLSTM_SIM",
                                     f"-DXLSTM_SIM_SANITIZED={int(bool(sanitize))}"] + common_defines + sanitize},
         extra_link_args=sanitize))

@@ -190,7 +190,8 @@ def test_opcheck(backend):
     torch.library.opcheck(ops.slstm_forward.default, tuple(args))
     h, last, trace = ops.slstm_forward(*(t.detach() for t in args))
     torch.library.opcheck(ops.slstm_backward.default,
-                          (torch.randn_like(h), torch.randn_like(last), x.detach(), R.detach(), b.detach(), trace))
+                          (torch.randn_like(h), torch.randn_like(last), x.detach(), R.detach(), b.detach(), trace,
+                           [True, False, True, True]))
 
 
 def test_torch_compile_fullgraph():

@@ -89,10 +89,6 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) { xlstm_sim::syncwarp(mask);
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
   return xlstm_sim::warp_ballot(mask, predicate != 0);
 }
-inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
-inline int __all_sync(unsigned mask, int predicate) {
-  return __ballot_sync(mask, predicate) == mask;
-}
 
 template <typename T>
 T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize) {
@@ -125,34 +121,3 @@ T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
       xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), same_segment ? src : lane));
 }
 
-// Fibers of one block never run at the same time, so plain read-modify-write is atomic.
-template <typename T>
-T atomicAdd(T* address, T value) {
-  const T old = *address;
-  *address = old + value;
-  return old;
-}
-template <typename T>
-T atomicMax(T* address, T value) {
-  const T old = *address;
-  *address = old < value ? value : old;
-  return old;
-}
-template <typename T>
-T atomicExch(T* address, T value) {
-  const T old = *address;
-  *address = value;
-  return old;
-}
-template <typename T>
-T atomicCAS(T* address, T compare, T value) {
-  const T old = *address;
-  if (old == compare) *address = value;
-  return old;
-}
-
-inline float __expf(float x) { return std::exp(x); }
-inline float __logf(float x) { return std::log(x); }
-inline float __fdividef(float x, float y) { return x / y; }
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
-inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "../cuda_compat.h"
+#include "common/cuda_compat.h"
 
 namespace {
 

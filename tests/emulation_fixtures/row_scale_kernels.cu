@@ -1,7 +1,7 @@
 // Test fixture for the host emulation: one small kernel in the shape of the project's kernels
 // (a block-wide shared-memory reduction, then a row-wise write), and deliberately broken variants
 // of it. tests/test_emulation_catches_bugs.py asserts that the emulation catches each bug.
-#include "cuda_compat.h"
+#include "common/cuda_compat.h"
 
 #include <stdexcept>
 

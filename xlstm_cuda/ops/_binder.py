@@ -19,8 +19,8 @@ import torch
 @dataclass(frozen=True)
 class Autograd:
     """How an op's backward op is called: backward(grads of the first `grad_outputs` outputs,
-    the saved inputs, the saved outputs, the constant inputs), returning one gradient for each of the
-    first `differentiable_inputs` inputs. The other outputs are not differentiable; an output
+    the saved inputs, the saved outputs, the constant inputs[, the input mask]), returning one
+    gradient for each of the first `differentiable_inputs` inputs. The other outputs are not differentiable; an output
     gradient autograd leaves undefined is passed as zeros."""
 
     backward: str
@@ -29,6 +29,9 @@ class Autograd:
     saved_inputs: tuple[int, ...] | None = None  # default: the differentiable inputs
     saved_outputs: tuple[int, ...] = ()
     constants: tuple[int, ...] = ()
+    # The backward op takes, last, which differentiable inputs need a gradient (bool[n]) and
+    # computes only those (the others come back empty and are dropped).
+    input_mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ def _register_autograd(qualname: str, spec: Autograd, backward_op) -> None:
             return (None,) * spec.differentiable_inputs + unused
         grads = [g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
                  for g, (shape, dtype, device) in zip(grads, ctx.grad_output_meta)]
-        results = backward_op(*grads, *ctx.saved_tensors, *ctx.constants)
+        mask = (list(needed),) if spec.input_mask else ()
+        results = backward_op(*grads, *ctx.saved_tensors, *ctx.constants, *mask)
         results = results if isinstance(results, tuple) else (results,)
         return tuple(r if need else None for r, need in zip(results, needed)) + unused
 
@@ -110,11 +114,13 @@ class KernelOps:
     `xlstm_cuda_sim` (the CUDA kernels run by the host emulation, see xlstm_cuda.sim). Each declared
     op's function is an attribute, e.g. `KernelOps("xlstm_cuda").mlstm_step`."""
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, names: list[str] | None = None):
+        """Registers and binds the declared ops `names` (public names; all declared ops when None)."""
         self.namespace = namespace
         ops = getattr(torch.ops, namespace)
         self._functions = {}
-        for public_name, spec in OP_SPECS.items():
+        for public_name in OP_SPECS if names is None else names:
+            spec = OP_SPECS[public_name]
             torch.library.register_fake(f"{namespace}::{spec.name}")(spec.fake)
             if spec.autograd is not None:
                 if spec.backward_fake is not None:

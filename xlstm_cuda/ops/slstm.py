@@ -16,14 +16,16 @@ def _fake(x, R, b, initial, save_trace=True):
     return x.new_empty(B, S, NH, DH), contiguous_like(initial), initial.new_empty(TRACE_PLANES, B, slots, NH, DH)
 
 
-def _backward_fake(dh, d_last, x, R, b, trace):
-    return contiguous_like(x, R, b, d_last)
+def _backward_fake(dh, d_last, x, R, b, trace, needs):
+    grads = tuple(contiguous_like(t) if need else t.new_empty(0) for t, need in zip((x, R, b), needs))
+    return (*grads, contiguous_like(d_last))
 
 
-# The backward reads the trace (output 2) instead of the initial state.
+# The backward reads the trace (output 2) instead of the initial state, and skips dR and db where R
+# and b need no gradient (a frozen recurrence: dR is a product as large as the forward's).
 @kernel_op("slstm_forward", fake=_fake, backward_fake=_backward_fake,
            autograd=Autograd("slstm_backward", differentiable_inputs=4, grad_outputs=2, saved_inputs=(0, 1, 2),
-                             saved_outputs=(2,)))
+                             saved_outputs=(2,), input_mask=True))
 def slstm(op, x_gates: torch.Tensor, R: torch.Tensor, b: torch.Tensor,
           initial_state: SlstmState | None = None) -> tuple[torch.Tensor, SlstmState]:
     """The sLSTM over a sequence, fused: the time loop runs inside one kernel.
