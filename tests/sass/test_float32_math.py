@@ -1,0 +1,55 @@
+"""The CUDA kernels' machine code (SASS, read with cuobjdump, which triton bundles) keeps the
+float32 math exact enough for the spec's bounds: no tanh.approx (MUFU.TANH, relative error about
+5e-4), which --use_fast_math put into the sLSTM. The emulation computes with libm and would pass
+either way, so only the compiled code can show this. (.FTZ instructions remain, in the compiler's
+own integer-division sequences, F2I.FTZ and the like: they are not float math of ours.) Without
+CUDA kernels in the build (a CPU-only install) there is no device code to read, which the test
+checks too."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import xlstm_cuda
+
+FORBIDDEN = {"MUFU.TANH": "tanh.approx"}
+
+
+def cuobjdump() -> str:
+    """triton's bundled cuobjdump, else one on PATH."""
+    try:
+        import triton
+    except ImportError:
+        triton = None
+    if triton is not None:
+        bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+        if bundled.exists():
+            return str(bundled)
+    found = shutil.which("cuobjdump")
+    if found is None:
+        pytest.fail("cuobjdump not found: install triton (torch's CUDA build brings it) or a CUDA toolkit")
+    return found
+
+
+@pytest.fixture(scope="module")
+def kernels_sass() -> dict[str, str]:
+    """SASS of every kernel in the extension module, by mangled name."""
+    result = subprocess.run([cuobjdump(), "-sass", xlstm_cuda._C.__file__], capture_output=True, text=True)
+    if "does not contain device code" in result.stderr + result.stdout:
+        return {}
+    assert result.returncode == 0, result.stderr
+    sections = re.split(r"^\s*Function : (\S+)\s*$", result.stdout, flags=re.MULTILINE)
+    return dict(zip(sections[1::2], sections[2::2]))
+
+
+def test_no_approximate_math_in_any_kernel(kernels_sass):
+    if not xlstm_cuda.build_info()["cuda"]:
+        assert kernels_sass == {}, "a CPU-only build carries device code"
+        return
+    assert len(kernels_sass) >= 20, f"expected every op's kernels in the module, found {sorted(kernels_sass)}"
+    offenders = {name: [what for pattern, what in FORBIDDEN.items() if pattern in sass]
+                 for name, sass in kernels_sass.items()}
+    offenders = {name: found for name, found in offenders.items() if found}
+    assert not offenders, f"approximate float32 math in {offenders}"
