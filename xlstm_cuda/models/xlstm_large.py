@@ -10,7 +10,7 @@ generated token.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -44,7 +44,9 @@ class xLSTMLargeConfig:
     over num_heads heads; the SwiGLU's inner width is embedding_dim · ffn_proj_factor rounded up to a
     multiple of ffn_round_up_to_multiple_of. eps is the cell normaliser's, norm_eps the norms'.
     chunk_size is the chunkwise op's (at most 128 on CUDA); max_inference_chunksize (transformers' field)
-    bounds the tokens one forward pass hands to the cells at once. The cell states are float32."""
+    bounds the tokens one forward pass hands to the cells at once. The cell states are float32.
+    The token ids (transformers' fields, None in the reference) are kept for checkpoints; generate()
+    takes its stop tokens explicitly (e.g. eos_token_id=model.config.eos_token_id)."""
 
     embedding_dim: int
     num_heads: int
@@ -64,6 +66,9 @@ class xLSTMLargeConfig:
     output_logit_soft_cap: float | None = 30.0
     weight_mode: WeightMode = "single"
     max_inference_chunksize: int = 16384
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
 
     def __post_init__(self):
         for name in ("embedding_dim", "num_heads", "num_blocks", "vocab_size", "chunk_size",
@@ -461,7 +466,7 @@ class xLSTMLarge(nn.Module):
         from . import xlstm_large_checkpoint as checkpoint
         if weight_mode == self.config.weight_mode:
             return self
-        config = xLSTMLargeConfig(**{**asdict(self.config), "weight_mode": weight_mode})
+        config = replace(self.config, weight_mode=weight_mode)
         model = _empty_model(config)
         model.load_state_dict(checkpoint.convert_weight_mode(self.state_dict(), self.config, weight_mode),
                               assign=True)

@@ -70,14 +70,17 @@ def convert_weight_mode(state_dict: dict[str, torch.Tensor], config: xLSTMLargeC
     return out
 
 
-def _our_name(stored_name: str, layout: str) -> str | None:
-    """The parameter a stored tensor fills (None: no parameter of ours)."""
-    if layout != "transformers":
-        return stored_name
-    return {TRANSFORMERS_EMBEDDING: EMBEDDING, EMBEDDING: None}.get(stored_name, stored_name)
+def name_from_transformers(name: str) -> str | None:
+    """Our parameter for a tensor of transformers' xLSTMForCausalLM (None: not one of ours)."""
+    return {TRANSFORMERS_EMBEDDING: EMBEDDING, EMBEDDING: None}.get(name, name)
 
 
-def _weight_mode_of(names) -> WeightMode:
+def name_to_transformers(name: str) -> str:
+    """transformers' name for our parameter `name`."""
+    return TRANSFORMERS_EMBEDDING if name == EMBEDDING else name
+
+
+def weight_mode_of(names) -> WeightMode:
     return "fused" if any(name.endswith("qkv_opreact.weight") for name in names) else "single"
 
 
@@ -135,7 +138,7 @@ def load(cls, path: Path, dtype: torch.dtype | None, device: torch.device, weigh
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
             names_in_files[file] = list(handle.keys())
-    stored_mode = _weight_mode_of(name for names in names_in_files.values() for name in names)
+    stored_mode = weight_mode_of(name for names in names_in_files.values() for name in names)
     stored = replace(config, weight_mode=stored_mode)
     expected = {name: tuple(t.shape) for name, t in _empty_model(stored).state_dict().items()}
     tensors: dict[str, torch.Tensor] = {}
@@ -143,7 +146,7 @@ def load(cls, path: Path, dtype: torch.dtype | None, device: torch.device, weigh
     for file, names in names_in_files.items():
         with safe_open(str(file), framework="pt") as handle:
             for stored_name in names:
-                name = _our_name(stored_name, layout)
+                name = name_from_transformers(stored_name) if layout == "transformers" else stored_name
                 if name not in expected:
                     raise ValueError(f"{file}: unknown tensor {stored_name!r} for this config")
                 if name in where:
@@ -184,7 +187,7 @@ def save(model, path: Path, overwrite: bool, max_shard_bytes: int | None) -> Non
         _clear_old_checkpoint(path)
     values = model.config.to_transformers_dict()
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {(TRANSFORMERS_EMBEDDING if name == EMBEDDING else name): t.detach().contiguous().cpu()
+    tensors = {name_to_transformers(name): t.detach().contiguous().cpu()
                for name, t in model.state_dict().items()}
     values["dtype"] = str(model.lm_head.weight.dtype).removeprefix("torch.")
     if max_shard_bytes is None:
@@ -208,4 +211,4 @@ def save(model, path: Path, overwrite: bool, max_shard_bytes: int | None) -> Non
     (path / "config.json").write_text(json.dumps(values, indent=2, sort_keys=True))
 
 
-__all__ = ["convert_weight_mode", "load", "save"]
+__all__ = ["convert_weight_mode", "load", "weight_mode_of", "name_from_transformers", "name_to_transformers", "save"]
