@@ -7,10 +7,12 @@ from torch import nn
 
 
 def round_up(x: float, multiple: int) -> int:
-    """The smallest multiple of `multiple` that is >= x."""
+    """floor((x + multiple - 1) / multiple) · multiple: for an integer x the smallest multiple >= x; a
+    fractional x (embedding_dim · ffn_proj_factor) rounds as the xLSTM 7B checkpoints do, which is
+    down by up to 1 first (96 · 2.6667 = 256.003 gives 256, not 320)."""
     if multiple < 1:
         raise ValueError(f"round_up: multiple must be positive, got {multiple}")
-    return int(-(-x // multiple) * multiple)
+    return int((x + multiple - 1) // multiple * multiple)
 
 
 class SwiGLU(nn.Module):
