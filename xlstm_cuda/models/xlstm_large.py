@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import ops
 from ..components.rms_norm import MultiHeadLayerNorm, RMSNorm
-from ..components.soft_cap import soft_cap
+from ..components.soft_cap import soft_cap, soft_cap_
 from ..components.swiglu import SwiGLU
 
 WeightMode = Literal["single", "fused"]
@@ -368,7 +368,9 @@ class xLSTMLarge(nn.Module):
             if last_logits_only and start + step < S:
                 continue
             x = self.backbone.out_norm(x[:, -1:] if last_logits_only else x)
-            logits.append(soft_cap(self.lm_head(x).float(), self.config.output_logit_soft_cap))
+            chunk = self.lm_head(x).float()
+            cap = soft_cap_ if not (torch.is_grad_enabled() and chunk.requires_grad) else soft_cap
+            logits.append(cap(chunk, self.config.output_logit_soft_cap))
         return (logits[0] if len(logits) == 1 else torch.cat(logits, dim=1)), xLSTMLargeState(cells)
 
     @torch.inference_mode()
