@@ -16,7 +16,7 @@ from torch import nn
 
 from .. import ops
 from ..models import xlstm_large_checkpoint as checkpoint
-from ..models.xlstm_large import _empty_model, xLSTMLarge, xLSTMLargeConfig
+from ..models.xlstm_large import model_from_tensors, xLSTMLarge, xLSTMLargeConfig
 
 
 class OpsBackend(nn.Module):
@@ -92,9 +92,8 @@ def to_xlstm_large(model: nn.Module, weight_mode: str | None = None) -> xLSTMLar
         tensors[ours] = tensor.detach().clone()
     stored = replace(config, weight_mode=checkpoint.weight_mode_of(tensors))
     target = replace(config, weight_mode=weight_mode or stored.weight_mode)
-    ours = _empty_model(target)
-    ours.load_state_dict(checkpoint.convert_weight_mode(tensors, stored, target.weight_mode), assign=True)
-    return ours.train(model.training)
+    return model_from_tensors(target, checkpoint.convert_weight_mode(tensors, stored, target.weight_mode)).train(
+        model.training)
 
 
 def to_transformers(model: xLSTMLarge):

@@ -282,6 +282,15 @@ class xLSTMLarge(nn.Module):
         self.backbone = xLSTMLargeBackbone(config)
         self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
         self.reset_parameters()
+        self._lm_head_column_major()
+
+    def _lm_head_column_major(self) -> None:
+        """Store the LM head's (V, D) weight column-major (its transpose contiguous): a token's logits
+        are then one GEMV over D contiguous rows of V, which MKL runs near the memory bandwidth, where
+        the row-major layout ran at a quarter of it (BENCHMARKS.md). Values and shape are unchanged."""
+        weight = self.lm_head.weight
+        if not weight.t().is_contiguous():
+            self.lm_head.weight = nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -469,16 +478,22 @@ class xLSTMLarge(nn.Module):
         if weight_mode == self.config.weight_mode:
             return self
         config = replace(self.config, weight_mode=weight_mode)
-        model = _empty_model(config)
-        model.load_state_dict(checkpoint.convert_weight_mode(self.state_dict(), self.config, weight_mode),
-                              assign=True)
-        return model
+        return model_from_tensors(config, checkpoint.convert_weight_mode(self.state_dict(), self.config, weight_mode))
 
 
 def _empty_model(config: xLSTMLargeConfig) -> xLSTMLarge:
     """A model whose parameters are on the meta device, to be assigned loaded tensors."""
     with torch.device("meta"):
         return xLSTMLarge(config)
+
+
+def model_from_tensors(config: xLSTMLargeConfig, tensors: dict[str, torch.Tensor]) -> xLSTMLarge:
+    """A model of `config` whose parameters are `tensors` (named as its state dict, in its weight mode;
+    not copied, except the LM head into its column-major layout)."""
+    model = _empty_model(config)
+    model.load_state_dict(tensors, assign=True)
+    model._lm_head_column_major()
+    return model
 
 
 def sample_token(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
@@ -500,4 +515,4 @@ def sample_token(logits: torch.Tensor, temperature: float, top_k: int | None, to
     return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
 
-__all__ = ["xLSTMLarge", "xLSTMLargeConfig", "xLSTMLargeState", "sample_token"]
+__all__ = ["model_from_tensors", "sample_token", "xLSTMLarge", "xLSTMLargeConfig", "xLSTMLargeState"]

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .xlstm_large import WeightMode, xLSTMLargeConfig, _empty_model
+from .xlstm_large import WeightMode, _empty_model, model_from_tensors, xLSTMLargeConfig
 
 TRANSFORMERS_EMBEDDING, EMBEDDING = "backbone.embeddings.weight", "embedding.weight"
 INDEX = "model.safetensors.index.json"
@@ -162,9 +162,7 @@ def load(cls, path: Path, dtype: torch.dtype | None, device: torch.device, weigh
     if missing:
         raise KeyError(f"{path}: checkpoint lacks tensor(s) {missing}")
     target = replace(config, weight_mode=weight_mode or stored_mode)
-    model = _empty_model(target)
-    model.load_state_dict(convert_weight_mode(tensors, stored, target.weight_mode), assign=True)
-    return model.eval()
+    return model_from_tensors(target, convert_weight_mode(tensors, stored, target.weight_mode)).eval()
 
 
 def _clear_old_checkpoint(path: Path) -> None:
