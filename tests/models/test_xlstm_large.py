@@ -275,6 +275,8 @@ def test_checkpoint_errors(hf_dir, tmp_path):
         xLSTMLarge.from_pretrained(checkpoint_copy(hf_dir, tmp_path / "b", lambda t: t.update({"backbone.extra": torch.ones(2)})))
     with pytest.raises(KeyError, match=name):
         xLSTMLarge.from_pretrained(checkpoint_copy(hf_dir, tmp_path / "c", lambda t: t.pop(name)))
+    with pytest.raises(ValueError, match="dtype must be a floating-point"):
+        xLSTMLarge.from_pretrained(hf_dir, dtype=torch.int64)
     with pytest.raises(FileNotFoundError, match="neither config.json"):
         xLSTMLarge.from_pretrained(tmp_path)
     (tmp_path / "d").mkdir()

@@ -2,7 +2,6 @@
 (CPU kernels, and the CUDA kernels through the host emulation), against python_ref in float64.
 B = 1 and short sequences: the emulation is slow (it is instrumented)."""
 import pytest
-import torch
 
 import python_ref
 from conftest import BACKENDS, assert_close, assert_matches_reference, generator, randn

@@ -10,7 +10,7 @@ generated token.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -155,11 +155,7 @@ class xLSTMLargeState:
     model), C (B, NH, DHQK, DHV), n (B, NH, DHQK), m (B, NH), in this library's convention (the key is
     scaled by DHQK^-1/2; mlstm_kernels' C and n are these times √DHQK)."""
 
-    cells: list[CellState] = field(default_factory=list)
-
-    @property
-    def batch_size(self) -> int:
-        return self.cells[0][0].shape[0]
+    cells: list[CellState]
 
     def check(self, config: xLSTMLargeConfig, batch_size: int) -> None:
         """Raise ValueError unless this state fits `config` at `batch_size`."""
@@ -328,16 +324,6 @@ class xLSTMLarge(nn.Module):
                 layer.igate_preact.bias.fill_(-10.0)
                 layer.fgate_preact.bias.copy_(f_bias)
 
-    def empty_state(self, batch_size: int) -> xLSTMLargeState:
-        """The zero state for batch_size sequences (what forward starts from when state is None)."""
-        c = self.config
-        p = self.lm_head.weight
-        dtype = torch.float64 if p.dtype == torch.float64 else torch.float32
-        zeros = lambda *shape: torch.zeros(*shape, dtype=dtype, device=p.device)  # noqa: E731
-        return xLSTMLargeState([(zeros(batch_size, c.num_heads, c.qk_head_dim, c.v_head_dim),
-                                 zeros(batch_size, c.num_heads, c.qk_head_dim), zeros(batch_size, c.num_heads))
-                                for _ in range(c.num_blocks)])
-
     def forward(self, input_ids: torch.Tensor, state: xLSTMLargeState | None = None,
                 attention_mask: torch.Tensor | None = None,
                 last_logits_only: bool = False) -> tuple[torch.Tensor, xLSTMLargeState]:
@@ -462,7 +448,7 @@ class xLSTMLarge(nn.Module):
         memory-mapped, one at a time, into the model's parameters (dtype: the checkpoint's when None).
         weight_mode converts to "single" or "fused" weights (default: the checkpoint's)."""
         from . import xlstm_large_checkpoint as checkpoint
-        return checkpoint.load(cls, Path(path), dtype, torch.device(device), weight_mode)
+        return checkpoint.load(Path(path), dtype, torch.device(device), weight_mode)
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False,
                         max_shard_bytes: int | None = None) -> None:

@@ -130,8 +130,10 @@ def _read_config(path: Path) -> tuple[str, xLSTMLargeConfig]:
                             "(xlstm reference package)")
 
 
-def load(cls, path: Path, dtype: torch.dtype | None, device: torch.device, weight_mode: WeightMode | None):
+def load(path: Path, dtype: torch.dtype | None, device: torch.device, weight_mode: WeightMode | None):
     """xLSTMLarge.from_pretrained (see there)."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"from_pretrained: dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     layout, config = _read_config(path)
     files = _weight_files(path, layout)
     names_in_files = {}
