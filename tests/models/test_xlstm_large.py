@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 from xlstm.xlstm_large import model as reference
 
 from conftest import generator, rel_err
-from xlstm_cuda.integrations.transformers import OpsBackend, to_transformers, to_xlstm_large, use_xlstm_cuda_kernels
+from xlstm_cuda.integrations.transformers import (OpsBackend, state_from_cache, state_to_cache, to_transformers, to_xlstm_large,
+                                                  use_xlstm_cuda_kernels)
 from xlstm_cuda.models.xlstm_large import xLSTMLarge, xLSTMLargeConfig, xLSTMLargeState, sample_token
 from xlstm_cuda.models.xlstm_large_checkpoint import convert_weight_mode
 
@@ -363,3 +364,17 @@ def test_convert_to_and_from_transformers(hf_model, ours):
         assert rel_err(fused(x)[0], expected) < TOL
     with pytest.raises(TypeError, match="expected an xLSTMLarge"):
         to_transformers(hf_model)
+
+
+def test_states_hand_over_between_transformers_and_ours(hf_model, ours):
+    x = ids("cache", 2, 30, 97)
+    with torch.no_grad():
+        expected = hf_model(x).logits
+        cache = hf_model(x[:, :21], use_cache=True).cache
+        logits, _ = ours(x[:, 21:], state_from_cache(cache))
+        assert rel_err(logits, expected[:, 21:]) < TOL
+        _, state = ours(x[:, :21])
+        state_to_cache(state, cache)
+        assert rel_err(hf_model(x[:, 21:], cache=cache, use_cache=True).logits, expected[:, 21:]) < TOL
+    with pytest.raises(TypeError, match="xLSTMCache"):
+        state_from_cache(state)

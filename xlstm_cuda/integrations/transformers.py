@@ -3,7 +3,8 @@
 - `use_xlstm_cuda_kernels(model)`: the loaded transformers model (or the reference package's
   `xlstm.xlstm_large.xLSTMLarge`) keeps its modules but runs its mLSTM cells on `ops.mlstm_chunkwise`
   and `ops.mlstm_step`, so that its own forward and `generate` use them.
-- `to_xlstm_large(model)` / `to_transformers(model)`: convert between transformers' model and ours.
+- `to_xlstm_large(model)` / `to_transformers(model)`: convert between transformers' model and ours;
+  `state_from_cache(cache)` / `state_to_cache(state, cache)`: between its xLSTMCache and our state.
 
 transformers is imported only by `to_transformers`; this module itself needs nothing but torch.
 """
@@ -16,7 +17,7 @@ from torch import nn
 
 from .. import ops
 from ..models import xlstm_large_checkpoint as checkpoint
-from ..models.xlstm_large import model_from_tensors, xLSTMLarge, xLSTMLargeConfig
+from ..models.xlstm_large import model_from_tensors, xLSTMLarge, xLSTMLargeConfig, xLSTMLargeState
 
 
 class OpsBackend(nn.Module):
@@ -111,4 +112,36 @@ def to_transformers(model: xLSTMLarge):
     return hf.train(model.training)
 
 
-__all__ = ["OpsBackend", "to_transformers", "to_xlstm_large", "use_xlstm_cuda_kernels"]
+def state_from_cache(cache) -> xLSTMLargeState:
+    """Our state from a transformers `xLSTMCache` (its rnn_state per block: C and n times √DHQK,
+    m (B, NH, 1), in the model's dtype), as float32 tensors of our convention (new tensors)."""
+    rnn_state = getattr(cache, "rnn_state", None)
+    if not isinstance(rnn_state, dict):
+        raise TypeError(f"state_from_cache: expected transformers' xLSTMCache, got {type(cache).__name__}")
+    cells = []
+    for block in range(len(rnn_state)):
+        C, n, m = rnn_state[block]
+        scale = C.shape[-2] ** -0.5
+        cells.append((C.float() * scale, n.float() * scale, m[..., 0].float()))
+    return xLSTMLargeState(cells)
+
+
+def state_to_cache(state: xLSTMLargeState, cache) -> None:
+    """Write our state into a transformers `xLSTMCache` of matching shapes, in place (converted to
+    mlstm_kernels' convention and the cache's dtype)."""
+    if not isinstance(state, xLSTMLargeState) or not isinstance(getattr(cache, "rnn_state", None), dict):
+        raise TypeError("state_to_cache: expected an xLSTMLargeState and transformers' xLSTMCache")
+    if len(cache.rnn_state) != len(state.cells):
+        raise ValueError(f"state_to_cache: the cache has {len(cache.rnn_state)} blocks, the state {len(state.cells)}")
+    for block, (C, n, m) in enumerate(state.cells):
+        theirs = cache.rnn_state[block]
+        if theirs[0].shape != C.shape:
+            raise ValueError(f"state_to_cache: block {block}'s C has shape {list(C.shape)}, the cache's "
+                             f"{list(theirs[0].shape)}")
+        scale = C.shape[-2] ** -0.5
+        for target, value in zip(theirs, (C / scale, n / scale, m[..., None])):
+            target.copy_(value)
+
+
+__all__ = ["OpsBackend", "state_from_cache", "state_to_cache", "to_transformers", "to_xlstm_large",
+           "use_xlstm_cuda_kernels"]
