@@ -159,6 +159,7 @@ def test_fused_weights_match_single(hf_dir, ours):
     assert fused.config.weight_mode == "fused" and hasattr(fused.backbone.blocks[0].mlstm_layer, "qkv_opreact")
     assert rel_err(fused(x)[0], ours(x)[0]) < 1e-5
     assert rel_err(ours.with_weight_mode("fused")(x)[0], ours(x)[0]) < 1e-5
+    assert torch.equal(fused.generate(x, max_new_tokens=6, temperature=0), ours.generate(x, max_new_tokens=6, temperature=0))
     back = fused.with_weight_mode("single").state_dict()
     assert back.keys() == ours.state_dict().keys()
     assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())

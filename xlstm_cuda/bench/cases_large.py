@@ -3,7 +3,9 @@ xLSTMForCausalLM (its native PyTorch backend) and the reference xlstm_large.xLST
 native kernels; on CUDA also its Triton kernels), with the same weights, in one run. Beside each
 figure its floor on this machine: for prefill the dense FLOPs at the float32 matmul rate measured in
 the run, for decode the bytes of weights and state read (and the state written) per step at the
-measured copy bandwidth.
+measured copy bandwidth (each the best of several calls). The models are timed in turn, round
+by round, and each figure is the median of its rounds, so that a change in the machine's load
+falls on all of them alike.
 
     python -m xlstm_cuda.bench.cases_large [--shape small|7b-like|all] [--device cpu|cuda] [--threads N]
                                            [--reps N] [--json PATH]
@@ -90,29 +92,34 @@ def decode_fn(name: str, model, batch: int, device: torch.device):
     return run
 
 
-def timed(call, reps: int, device: torch.device) -> float:
-    """Median seconds of reps calls after one warm-up call."""
+def interleaved(calls: dict, reps: int, device: torch.device) -> dict:
+    """Seconds per call of each of `calls` (name -> function): one warm-up call each, then reps
+    rounds that call each once in turn, so that a change in the machine's load hits all alike.
+    Returns name -> list of seconds."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    call()
-    times = []
-    for _ in range(reps):
-        sync()
-        start = time.perf_counter()
+    for call in calls.values():
         call()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in calls}
+    for _ in range(reps):
+        for name, call in calls.items():
+            sync()
+            start = time.perf_counter()
+            call()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def ceilings(device: torch.device, reps: int) -> dict:
     """float32 matmul FLOP/s (2048 x 1024 x 4096, a prefill projection's shape) and copy bandwidth
-    (read + write of a 256 MiB buffer) on this device."""
+    (read + write of a 256 MiB buffer) on this device: the best of the calls (a floor is what the
+    machine can do; other processes only ever slow it down)."""
     a, b = torch.randn(2048, 1024, device=device), torch.randn(1024, 4096, device=device)
-    matmul_s = timed(lambda: torch.mm(a, b), max(reps, 5), device)
     source = torch.empty(256 << 20, dtype=torch.uint8, device=device)
     target = torch.empty_like(source)
-    copy_s = timed(lambda: target.copy_(source), max(reps, 5), device)
-    return dict(matmul_flops_per_s=2 * 2048 * 1024 * 4096 / matmul_s, copy_bytes_per_s=2 * source.numel() / copy_s)
+    times = interleaved(dict(matmul=lambda: torch.mm(a, b), copy=lambda: target.copy_(source)), max(reps, 10), device)
+    return dict(matmul_flops_per_s=2 * 2048 * 1024 * 4096 / min(times["matmul"]),
+                copy_bytes_per_s=2 * source.numel() / min(times["copy"]))
 
 
 def dense_weights(model: xLSTMLarge) -> tuple[int, int]:
@@ -156,18 +163,19 @@ def run(shapes: list[str], device: torch.device, reps: int) -> dict:
             S = sizes["prompt"]
             ids = torch.randint(0, VOCAB, (1, S), generator=torch.Generator().manual_seed(0)).to(device)
             prefill_floor = S * 2 * params / ceiling["matmul_flops_per_s"]
-            rows = {}
             for name, model in models.items():
                 if isinstance(model, str):
                     print(f"{shape} {name}: skipped, {model}", flush=True)
-                    continue
-                row = rows[name] = {}
-                seconds = timed(prefill_fn(name, model, ids), reps, device)
-                row["prefill_tokens_per_s"] = S / seconds
-                for batch in BATCHES:
-                    seconds = timed(decode_fn(name, model, batch, device), reps, device)
-                    row[f"decode_B{batch}_tokens_per_s"] = batch * DECODE_STEPS / seconds
-                print(f"{shape} {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
+            measured = {name: model for name, model in models.items() if not isinstance(model, str)}
+            rows = {name: {} for name in measured}
+            metrics = [("prefill_tokens_per_s", S, lambda n, m: prefill_fn(n, m, ids))]
+            metrics += [(f"decode_B{batch}_tokens_per_s", batch * DECODE_STEPS,
+                         lambda n, m, batch=batch: decode_fn(n, m, batch, device)) for batch in BATCHES]
+            for metric, tokens, make_call in metrics:
+                times = interleaved({n: make_call(n, m) for n, m in measured.items()}, reps, device)
+                for name, seconds in times.items():
+                    rows[name][metric] = tokens / statistics.median(seconds)
+                print(f"{shape} {metric}: " + ", ".join(f"{n} {rows[n][metric]:.1f}" for n in rows), flush=True)
             floors = {"prefill_tokens_per_s": S / prefill_floor}
             for batch in BATCHES:
                 step_bytes = weight_bytes + 2 * state_bytes(ours, batch) + batch * ours.config.embedding_dim * 4
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--reps", type=int, default=3, help="timed calls per figure (median)")
+    parser.add_argument("--reps", type=int, default=5, help="timed calls per figure (median)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.threads is not None:
