@@ -459,7 +459,9 @@ class xLSTMLarge(nn.Module):
         checkpoint.save(self, Path(path), overwrite, max_shard_bytes)
 
     def with_weight_mode(self, weight_mode: WeightMode) -> "xLSTMLarge":
-        """This model with "single" or "fused" weights (a new model; self itself if already so)."""
+        """This model with "single" or "fused" weights: a new model (self itself if already so) that
+        shares the tensors the conversion leaves as they are (embedding, norms, out projections, LM
+        head) with self."""
         from . import xlstm_large_checkpoint as checkpoint
         if weight_mode == self.config.weight_mode:
             return self

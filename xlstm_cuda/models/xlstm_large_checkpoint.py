@@ -33,12 +33,13 @@ _FUSED_PARTS = {
 
 def convert_weight_mode(state_dict: dict[str, torch.Tensor], config: xLSTMLargeConfig,
                         weight_mode: WeightMode) -> dict[str, torch.Tensor]:
-    """The state dict of a model with `config` (its weight_mode) in `weight_mode` ("single" or "fused"):
-    q, k, v, o (and i, f; the SwiGLU's gate and up) concatenated along the output rows, or split.
-    Returns a new dict; tensors that do not change are shared with the input."""
+    """Convert the state dict of a model with `config` (its weight_mode) to `weight_mode` ("single" or
+    "fused"), in place, and return it: q, k, v, o (and i, f; the SwiGLU's gate and up) concatenated
+    along the output rows, or split. In place so that a loaded checkpoint is never held twice: each
+    block's parts are dropped as their concatenation is made."""
     if weight_mode not in ("single", "fused"):
         raise ValueError(f"convert_weight_mode: weight_mode must be 'single' or 'fused', got {weight_mode!r}")
-    out = dict(state_dict)
+    out = state_dict
     if weight_mode == config.weight_mode:
         return out
     sizes = {"mlstm_layer.qkv_opreact": (config.qk_dim, config.qk_dim, config.v_dim, config.v_dim),
