@@ -379,3 +379,17 @@ def test_states_hand_over_between_transformers_and_ours(hf_model, ours):
         assert rel_err(hf_model(x[:, 21:], cache=cache, use_cache=True).logits, expected[:, 21:]) < TOL
     with pytest.raises(TypeError, match="xLSTMCache"):
         state_from_cache(state)
+
+
+def test_7b_head_dims_match_transformers():
+    """One head of the true 7B sizes (DHQK 256, DHV 512) through the whole model."""
+    config = transformers.xLSTMConfig(vocab_size=64, hidden_size=512, num_hidden_layers=1, num_heads=1,
+                                      autocast_kernel_dtype="float32", eos_token_id=None, pad_token_id=None,
+                                      bos_token_id=None)
+    hf = transformers.xLSTMForCausalLM(config).eval()
+    randomize_(hf, 3)
+    ours = to_xlstm_large(hf)
+    assert (ours.config.qk_head_dim, ours.config.v_head_dim) == (256, 512)
+    x = ids("7b-heads", 1, 70, 64)
+    with torch.no_grad():
+        assert rel_err(ours(x)[0], hf(x).logits) < TOL
