@@ -105,6 +105,18 @@ def test_logits_match_reference(ref_model, ref_dir, S):
     assert rel_err(ours(x)[0], expected) < TOL
 
 
+def test_sharded_reference_checkpoint(ref_model, ref_dir, tmp_path):
+    """The reference's shards: model_0.safetensors, model_1.safetensors, ..."""
+    (tmp_path / "config.yaml").write_text((ref_dir / "config.yaml").read_text())
+    tensors = load_file(str(ref_dir / "model.safetensors"))
+    names = sorted(tensors)
+    for index, part in enumerate((names[:10], names[10:])):
+        save_file({name: tensors[name] for name in part}, str(tmp_path / f"model_{index}.safetensors"))
+    x = ids("ref-shards", 2, 9, 101)
+    with torch.no_grad():
+        assert rel_err(xLSTMLarge.from_pretrained(tmp_path)(x)[0], ref_model(x)[0]) < TOL
+
+
 def test_greedy_matches_reference(ref_model, ref_dir):
     x = ids("ref-greedy", 2, 23, 101)
     with torch.no_grad():
