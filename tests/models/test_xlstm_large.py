@@ -405,3 +405,19 @@ def test_7b_head_dims_match_transformers():
     x = ids("7b-heads", 1, 70, 64)
     with torch.no_grad():
         assert rel_err(ours(x)[0], hf(x).logits) < TOL
+
+
+def test_initialisation():
+    config = xLSTMLargeConfig(embedding_dim=256, num_heads=4, num_blocks=2, vocab_size=300, v_dim_factor=0.5)
+    model = xLSTMLarge(config)
+    layer = model.backbone.blocks[1].mlstm_layer
+    assert (layer.igate_preact.weight == 0).all() and (layer.igate_preact.bias == -10).all()
+    assert torch.equal(layer.fgate_preact.bias, torch.linspace(3.0, 6.0, 4))
+    for weight, std in [(model.embedding.weight, (2 / (5 * 256)) ** 0.5), (layer.q.weight, (2 / (5 * 256)) ** 0.5),
+                        (layer.out_proj.weight, 2 / 2 / 256 ** 0.5),
+                        (model.backbone.blocks[0].ffn.proj_down.weight, 2 / 2 / 704 ** 0.5)]:
+        assert abs(weight.std().item() / std - 1) < 0.1
+    assert model.lm_head.weight.t().is_contiguous()
+    fused = xLSTMLarge(xLSTMLargeConfig(**{**config.__dict__, "weight_mode": "fused"}))
+    bias = fused.backbone.blocks[0].mlstm_layer.ifgate_preact.bias
+    assert torch.equal(bias, torch.cat([torch.full((4,), -10.0), torch.linspace(3.0, 6.0, 4)]))

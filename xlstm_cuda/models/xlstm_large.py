@@ -298,7 +298,9 @@ class xLSTMLarge(nn.Module):
         small = math.sqrt(2 / (5 * config.embedding_dim))
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                if name.endswith(("out_proj", "proj_down")):
+                if name.endswith("out_proj"):
+                    std = 2 / config.num_blocks / math.sqrt(config.embedding_dim)
+                elif name.endswith("proj_down"):
                     std = 2 / config.num_blocks / math.sqrt(module.in_features)
                 else:
                     std = small
