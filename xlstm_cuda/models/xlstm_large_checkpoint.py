@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .xlstm_large import WeightMode, _empty_model, model_from_tensors, xLSTMLargeConfig
 
@@ -133,6 +131,8 @@ def _read_config(path: Path) -> tuple[str, xLSTMLargeConfig]:
 
 def load(path: Path, dtype: torch.dtype | None, device: torch.device, weight_mode: WeightMode | None):
     """xLSTMLarge.from_pretrained (see there)."""
+    from safetensors import safe_open  # checkpoints need safetensors; the model itself does not
+
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"from_pretrained: dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     layout, config = _read_config(path)
@@ -176,6 +176,8 @@ def _clear_old_checkpoint(path: Path) -> None:
 
 def save(model, path: Path, overwrite: bool, max_shard_bytes: int | None) -> None:
     """xLSTMLarge.save_pretrained (see there)."""
+    from safetensors.torch import save_file
+
     if max_shard_bytes is not None and (isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int)
                                         or max_shard_bytes < 1):
         raise ValueError(f"save_pretrained: max_shard_bytes must be a positive int or None, got {max_shard_bytes!r}")
