@@ -13,10 +13,11 @@ except ImportError as _error:  # pragma: no cover - only on a broken install
 
 from . import layers, ops, reference
 from .layers import mLSTMCell, mLSTMLayer, sLSTMCell, sLSTMLayer
+from .models.xlstm_large import xLSTMLarge, xLSTMLargeConfig
 from .ops import mlstm_chunkwise, mlstm_step, slstm
 
 __all__ = ["build_info", "layers", "mLSTMCell", "mLSTMLayer", "mlstm_chunkwise", "mlstm_step", "ops", "reference",
-           "sLSTMCell", "sLSTMLayer", "slstm"]
+           "sLSTMCell", "sLSTMLayer", "slstm", "xLSTMLarge", "xLSTMLargeConfig"]
 
 try:
     __version__ = _metadata.version("xlstm_cuda")
