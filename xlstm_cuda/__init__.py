@@ -16,9 +16,16 @@ except ImportError as error:  # pragma: no cover - only on a broken install
 from . import layers, ops
 from .layers import mLSTMCell, mLSTMLayer, sLSTMCell, sLSTMLayer
 from .ops import mlstm_chunkwise, mlstm_step, slstm
+from . import blocks, components, models
+from .models import (BlockState, FeedForwardConfig, mLSTMBlock, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlock,
+                     sLSTMBlockConfig, sLSTMLayerConfig, xLSTMBlockStack, xLSTMBlockStackConfig, xLSTMLMModel,
+                     xLSTMLMModelConfig, xLSTMState)
 
 __all__ = ["build_info", "layers", "mLSTMCell", "mLSTMLayer", "mlstm_chunkwise", "mlstm_step", "ops",
            "sLSTMCell", "sLSTMLayer", "slstm"]
+__all__ += ["BlockState", "FeedForwardConfig", "blocks", "components", "mLSTMBlock", "mLSTMBlockConfig",
+            "mLSTMLayerConfig", "models", "sLSTMBlock", "sLSTMBlockConfig", "sLSTMLayerConfig", "xLSTMBlockStack",
+            "xLSTMBlockStackConfig", "xLSTMLMModel", "xLSTMLMModelConfig", "xLSTMState"]
 
 try:
     __version__ = metadata.version("xlstm_cuda")
