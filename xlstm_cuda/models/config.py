@@ -62,8 +62,6 @@ class xLSTMBlockStackConfig:
             raise ValueError(f"{type(self).__name__}.slstm_at: indices {bad} are not blocks of a stack of {self.num_blocks}")
         if self.slstm_at and self.slstm_block is None:
             raise ValueError(f"{type(self).__name__}.slstm_at={self.slstm_at} needs an slstm_block config")
-        if len(set(self.slstm_at)) < self.num_blocks and self.mlstm_block is None:
-            raise ValueError(f"{type(self).__name__}: blocks outside slstm_at need an mlstm_block config")
         if self.mlstm_block is not None:
             self.mlstm_block = config_from(mLSTMBlockConfig, self.mlstm_block, "mlstm_block")
             layer = self.mlstm_block.mlstm

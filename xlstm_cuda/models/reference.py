@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -115,7 +116,9 @@ def stack_from_reference(module: nn.Module):
     from .stack import xLSTMBlockStack
 
     _check_reference(module, ("blocks", "post_blocks_norm"), "xLSTMBlockStack")
-    model = xLSTMBlockStack(xLSTMBlockStackConfig.from_dict(module.config))
+    # A stack inside a reference LM holds the LM's config: the stack's fields of it.
+    fields = {f.name: getattr(module.config, f.name) for f in dataclasses.fields(xLSTMBlockStackConfig)}
+    model = xLSTMBlockStack(xLSTMBlockStackConfig.from_dict(fields))
     return _load(model, stack_tensors(module, _detached), module)
 
 
