@@ -1,6 +1,7 @@
 """save_pretrained / from_pretrained: a directory with config.json and model.safetensors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -37,7 +38,10 @@ class PretrainedMixin:
             raise FileExistsError(f"save_pretrained: {path} is not empty; pass overwrite=True to replace its "
                                   f"{CONFIG_FILE} and {WEIGHTS_FILE}")
         path.mkdir(parents=True, exist_ok=True)
-        document = {"model_type": type(self).__name__, "config": self.config.to_dict()}
+        # The fields of this class's config (a stack inside an LM holds the LM's config).
+        names = {f.name for f in dataclasses.fields(self.config_class)}
+        config = {k: v for k, v in self.config.to_dict().items() if k in names}
+        document = {"model_type": type(self).__name__, "config": config}
         # Each file is written beside its target and renamed over it: an interrupted save leaves
         # the previous file whole.
         partial = path / (WEIGHTS_FILE + ".partial")
