@@ -17,6 +17,8 @@ CASES = {
     "tied-bias": dict(embedding_dim=48, num_heads=2, slstm_heads=4, num_blocks=3, slstm_at=(0,), tie_weights=True,
                       bias=True),
     # sLSTM without conv or FFN, a non-default mLSTM projection factor
+    # one head (the layer once missed the head axis for a single head)
+    "one-head": dict(embedding_dim=16, num_heads=1, num_blocks=2, slstm_at=(1,)),
     "plain": dict(embedding_dim=24, num_heads=4, slstm_heads=3, num_blocks=3, slstm_at=(2,), conv=0, feedforward=False,
                   proj_factor=1.5),
 }
