@@ -37,7 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--sample-tokens", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
     for name in ("steps", "batch_size", "seq_len", "embedding_dim", "num_blocks", "eval_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -60,6 +63,9 @@ def loss_on(model, windows: torch.Tensor) -> torch.Tensor:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     text = args.text.read_text(encoding="utf-8")
     chars = sorted(set(text))
@@ -86,7 +92,7 @@ def main(argv=None) -> int:
     print(f"{args.text}: {len(text)} characters, {len(chars)} distinct; model: {sum(p.numel() for p in model.parameters())} "
           f"parameters, blocks {['sLSTM' if k else 'mLSTM' for k in config.block_map]}", flush=True)
     history = {"step": [], "train": [], "val_step": [], "val": []}
-    progress = tqdm(range(1, args.steps + 1), desc="train", unit="step", file=sys.stdout, mininterval=2.0)
+    progress = tqdm(range(1, args.steps + 1), desc="train", unit="step", mininterval=2.0)
     for step in progress:
         model.train()
         loss = loss_on(model, batches(train_data, args.batch_size, args.seq_len, gen))

@@ -41,7 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-blocks", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
     for name in ("steps", "batch_size", "train_max_len", "test_size", "embedding_dim", "num_blocks"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -88,10 +91,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
     args.out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(args.seed)
     results = {}
-    with tqdm(total=args.steps * len(MODELS), desc="train", unit="step", file=sys.stdout, mininterval=2.0) as bar:
+    with tqdm(total=args.steps * len(MODELS), desc="train", unit="step", mininterval=2.0) as bar:
         models = {name: train(name, args, gen, bar) for name in MODELS}
     for name, model in models.items():
         results[name] = {n: accuracy(model, n, args.test_size, gen) for n in args.test_lengths}
