@@ -1,7 +1,6 @@
 """Data-parallel training on two CPU processes (gloo): DDP, and FSDP2 (fully_shard), each two
 optimiser steps on half the batch per process, give the parameters of one process trained on the
 whole batch."""
-import os
 
 import pytest
 import torch

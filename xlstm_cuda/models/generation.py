@@ -42,7 +42,7 @@ def _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_
         raise ValueError(f"generate: eos_token_id {eos_token_id} is outside the vocabulary")
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: less overhead per step than no_grad
 def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, eos_token_id: int | None = None, generator: torch.Generator | None = None,
              progress: bool = False) -> torch.Tensor:
