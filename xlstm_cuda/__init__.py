@@ -11,13 +11,18 @@ except ImportError as _error:  # pragma: no cover - only on a broken install
         f"({_error}). Build it with: pip install --no-build-isolation ."
     ) from _error
 
-from . import layers, ops, reference
+from . import blocks, components, layers, models, ops, reference
 from .layers import mLSTMCell, mLSTMLayer, sLSTMCell, sLSTMLayer
-from .models.xlstm_large import xLSTMLarge, xLSTMLargeConfig
+from .models import (BlockState, FeedForwardConfig, mLSTMBlock, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlock,
+                     sLSTMBlockConfig, sLSTMLayerConfig, xLSTMBlockStack, xLSTMBlockStackConfig, xLSTMLMModel,
+                     xLSTMLarge, xLSTMLargeConfig, xLSTMLMModelConfig, xLSTMState)
 from .ops import mlstm_chunkwise, mlstm_step, slstm
 
-__all__ = ["build_info", "layers", "mLSTMCell", "mLSTMLayer", "mlstm_chunkwise", "mlstm_step", "ops", "reference",
-           "sLSTMCell", "sLSTMLayer", "slstm", "xLSTMLarge", "xLSTMLargeConfig"]
+__all__ = ["BlockState", "FeedForwardConfig", "blocks", "build_info", "components", "layers", "mLSTMBlock",
+           "mLSTMBlockConfig", "mLSTMCell", "mLSTMLayer", "mLSTMLayerConfig", "mlstm_chunkwise", "mlstm_step", "models",
+           "ops", "reference", "sLSTMBlock", "sLSTMBlockConfig", "sLSTMCell", "sLSTMLayer", "sLSTMLayerConfig", "slstm",
+           "xLSTMBlockStack", "xLSTMBlockStackConfig", "xLSTMLMModel", "xLSTMLMModelConfig", "xLSTMLarge",
+           "xLSTMLargeConfig", "xLSTMState"]
 
 try:
     __version__ = _metadata.version("xlstm_cuda")

@@ -220,7 +220,15 @@ class mLSTMLayer(nn.Module):
         x_conv, conv_buffer = self.conv(x_m, state.get("conv"))
         # q, k, v come head-major, (B, NH, S, DH): the layout the cell computes in.
         q, k, v = (proj(src, self.num_heads) for proj, src in ((self.q, x_conv), (self.k, x_conv), (self.v, x_m)))
-        i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
+        if self.num_heads == 1:  # headwise_linear returns the plain (B, S, inner) layout for one head
+            q, k, v = (t.unsqueeze(1) for t in (q, k, v))
+        if x.shape[1] == 1:
+            # One token (generation): the gate map of concat(q, k, v) itself is a few small ops,
+            # composing the weights costs more. Head-major (B, NH, 1, DH) is (B, 1, inner) in memory.
+            gate_inputs = self.gates(torch.cat([t.reshape(t.shape[0], 1, -1) for t in (q, k, v)], dim=-1))
+        else:
+            gate_inputs = self._gate_inputs(x_conv, x_m)
+        i, f = gate_inputs.transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
         h, mlstm_state = cell(q, k, v, i, f, state.get("mlstm"))
         # The norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
         normed = self.norm.normalise(h.transpose(1, 2))  # (B, S, inner)

@@ -352,4 +352,7 @@ def layer_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[C
             kernel=lambda x, layer=layer: layer(x)[0],
             baselines=[_reference_mlstm_layer(E, NH, S, device, dtype), _lstm_baseline(E, device, dtype, lambda x: x)]))
     return cases
+
+
 from . import cases_large  # noqa: E402,F401  (registers the "large" suite: the xLSTM 7B architecture)
+from . import cases_models  # noqa: E402,F401  (registers the model suite)
