@@ -37,6 +37,9 @@ def reference_lm(gen, **kwargs):
     (R starts at zero, which would hide the recurrence), in float32 eval mode."""
     from xlstm.xlstm_lm_model import xLSTMLMModel as ReferenceLM
 
+    # Its initialisation draws from the global generator: seeded from gen, so that the instance
+    # does not depend on what ran before.
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
     model = ReferenceLM(reference_lm_config(**kwargs))
     model.reset_parameters()
     perturb(model, gen)
@@ -50,7 +53,10 @@ def perturb(model, gen, scale=0.2):
 
 
 def small_lm(gen=None, embedding_dim=16, num_heads=2, num_blocks=3, slstm_at=(1,), vocab_size=29, **kwargs):
-    """Ours, a small mixed stack, perturbed parameters when gen is given."""
+    """Ours, a small mixed stack; when gen is given, initialised from it (the global generator
+    seeded from gen) and perturbed."""
+    if gen is not None:
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
     config = xLSTMLMModelConfig(
         mlstm_block={"mlstm": {"num_heads": num_heads, "chunk_size": 4}},
         slstm_block={"slstm": {"num_heads": num_heads}}, num_blocks=num_blocks, slstm_at=list(slstm_at),
