@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import python_ref
+from xlstm_cuda import reference
 import xlstm_cuda
 from conftest import BACKENDS, assert_matches_reference, generator, randn
 
@@ -13,7 +13,7 @@ SHAPES = [((1,), 1), ((2, 3), 33), ((300,), 20), ((4, 5), 64)]
 
 
 def check_against_reference(backend, gen, h, x_conv, z, w, s):
-    y = assert_matches_reference(gen, backend.ops.mlstm_output_gate, python_ref.mlstm_output_gate, [h, x_conv, z, w, s],
+    y = assert_matches_reference(gen, backend.ops.mlstm_output_gate, reference.mlstm_output_gate, [h, x_conv, z, w, s],
                                  ["h", "x_conv", "z", "norm_weight", "skip"])
     assert y.dtype == h.dtype and y.shape == h.shape
 

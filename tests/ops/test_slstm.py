@@ -4,7 +4,7 @@ import importlib
 import pytest
 import torch
 
-import python_ref
+from xlstm_cuda import reference
 import xlstm_cuda
 from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, generator, randn
 
@@ -28,12 +28,12 @@ def slstm_inputs(gen, B, S, NH, DH, dtype, device, with_state, weight_dtype=None
     return x, R, b, state
 
 
-def reference(x, R, b, state, dtype):
+def run_reference(x, R, b, state, dtype):
     leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in (x, R, b)]
     st = None
     if state is not None:
         st = [t.detach().cpu().to(dtype).requires_grad_(i < 3) for i, t in enumerate(state)]
-    h, last = python_ref.slstm(*leaves, st)
+    h, last = reference.slstm(*leaves, st)
     return leaves + (st[:3] if st else []), (h, *last[:3]), last[3]
 
 
@@ -48,9 +48,9 @@ def check_against_reference(backend, x, R, b, state, gen):
     upstream = [randn(gen, *o.shape, dtype=o.dtype, device=o.device) for o in outs]
     grads = torch.autograd.grad(outs, leaves, upstream)
 
-    leaves64, outs64, m64 = reference(x, R, b, state, torch.float64)
+    leaves64, outs64, m64 = run_reference(x, R, b, state, torch.float64)
     grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
-    leaves_same, outs_same, m_same = reference(x, R, b, state, dtype)
+    leaves_same, outs_same, m_same = run_reference(x, R, b, state, dtype)
     grads_same = torch.autograd.grad(outs_same, leaves_same, [u.cpu() for u in upstream])
     assert_all_close(["h", "h_T", "c_T", "n_T", "m_T"], [*outs, last[3]], [*outs64, m64], [*outs_same, m_same])
     assert_all_close(["x", "R", "b", "h0", "c0", "n0"], grads, grads64, grads_same, grad=True)

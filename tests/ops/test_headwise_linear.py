@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import python_ref
+from xlstm_cuda import reference
 import xlstm_cuda
 from conftest import BACKENDS, assert_matches_reference, generator, randn
 
@@ -24,7 +24,7 @@ def check_against_reference(backend, gen, x, weight, heads=1):
             y = y.transpose(1, 2).flatten(2)
         return y
 
-    y = assert_matches_reference(gen, op, python_ref.headwise_linear, [x, weight], ["x", "weight"])
+    y = assert_matches_reference(gen, op, reference.headwise_linear, [x, weight], ["x", "weight"])
     assert y.dtype == x.dtype and y.shape == (*x.shape[:-1], G * O)
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import python_ref
+from xlstm_cuda import reference
 import xlstm_cuda
 from conftest import BACKENDS, assert_all_close, assert_close, generator, randn
 
@@ -24,11 +24,11 @@ def step_inputs(gen, B, NH, DQK, DV, dtype, device, with_state):
     return inputs, state
 
 
-def reference(inputs, state, dtype):
+def run_reference(inputs, state, dtype):
     """python_ref on the same inputs (upcast to dtype), with the gradients of a fixed upstream."""
     ins = [t.detach().cpu().to(dtype).requires_grad_(True) for t in inputs]
     st = None if state is None else tuple(t.detach().cpu().to(dtype).requires_grad_(True) for t in state)
-    h, new_state = python_ref.mlstm_step(*ins, st)
+    h, new_state = reference.mlstm_step(*ins, st)
     return ins, st, (h, *new_state)
 
 
@@ -47,10 +47,10 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state
     upstream = [randn(gen, *o.shape, dtype=o.dtype, device=o.device) for o in outs]
     grads = torch.autograd.grad(outs, inputs + list(state or ()), upstream)
 
-    ins64, st64, outs64 = reference(inputs, state, torch.float64)
+    ins64, st64, outs64 = run_reference(inputs, state, torch.float64)
     leaves64 = ins64 + list(st64 or ())
     grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
-    ins_same, st_same, outs_same = reference(inputs, state, dtype)
+    ins_same, st_same, outs_same = run_reference(inputs, state, dtype)
     grads_same = torch.autograd.grad(outs_same, ins_same + list(st_same or ()), [u.cpu() for u in upstream])
     assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
     assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
@@ -74,7 +74,7 @@ def test_steps_chain_like_recurrent_form(backend):
     B, NH, S, DQK, DV = 2, 2, 9, 12, 20
     q, k, v = randn(gen, B, NH, S, DQK), randn(gen, B, NH, S, DQK), randn(gen, B, NH, S, DV)
     i, f = randn(gen, B, NH, S, scale=3.0), randn(gen, B, NH, S, scale=3.0, shift=1.0)
-    ref_h, ref_state = python_ref.mlstm_recurrent(*(t.double() for t in (q, k, v, i, f)))
+    ref_h, ref_state = reference.mlstm_recurrent(*(t.double() for t in (q, k, v, i, f)))
     state, hs = None, []
     for t in range(S):
         args = [x[:, :, t].to(backend.device) for x in (q, k, v, i, f)]  # strided views

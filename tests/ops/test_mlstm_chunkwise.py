@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-import python_ref
+from xlstm_cuda import reference
 import xlstm_cuda
 from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, assert_close, generator, randn
 
@@ -27,7 +27,7 @@ def chunkwise_inputs(gen, B, NH, S, DQK, DV, dtype, with_state, device="cpu"):
     return [t.to(device) for t in (q, k, v, i, f)], state and tuple(t.to(device) for t in state)
 
 
-def reference(inputs, state, dtype, form=python_ref.mlstm_recurrent):
+def run_reference(inputs, state, dtype, form=reference.mlstm_recurrent):
     leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in inputs]
     st = None if state is None else [t.detach().cpu().to(dtype).requires_grad_(True) for t in state]
     h, new_state = form(*leaves, st)
@@ -50,11 +50,11 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state
     assert h.dtype == dtype and all(s.dtype == torch.float32 for s in new_state)
     upstream = [randn(gen, *o.shape, dtype=o.dtype, device=o.device) for o in outs]
     grads = torch.autograd.grad(outs, leaves, upstream)
-    leaves64, outs64 = reference(inputs, state, torch.float64)
+    leaves64, outs64 = run_reference(inputs, state, torch.float64)
     grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
     # The same-dtype reference runs the chunkwise form too: its recurrent loop would take minutes at S = 1000.
-    form = lambda *a: python_ref.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
-    leaves_same, outs_same = reference(inputs, state, dtype, form)
+    form = lambda *a: reference.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
+    leaves_same, outs_same = run_reference(inputs, state, dtype, form)
     grads_same = torch.autograd.grad(outs_same, leaves_same, [u.cpu() for u in upstream])
     assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
     assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
@@ -76,7 +76,7 @@ def test_agrees_with_parallel_form_without_eps():
     gen = generator("chunkwise-parallel")
     inputs, state = chunkwise_inputs(gen, 2, 2, 50, 8, 12, torch.float64, True)
     h, st = xlstm_cuda.mlstm_chunkwise(*inputs, state, eps=0.0, chunk_size=16)
-    h_ref, st_ref = python_ref.mlstm_parallel(*inputs, state, eps=0.0)
+    h_ref, st_ref = reference.mlstm_parallel(*inputs, state, eps=0.0)
     assert_close("h", h, h_ref)
     for name, a, b in zip("Cnm", st, st_ref):
         assert_close(name, a, b)

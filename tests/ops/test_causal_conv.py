@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import python_ref
+from xlstm_cuda import reference
 import xlstm_cuda
 from conftest import BACKENDS, assert_matches_reference, generator, randn
 
@@ -23,7 +23,7 @@ def conv_inputs(gen, B, S, D, K, dtype, device, with_initial, weight_dtype=None)
 
 def check_against_reference(backend, gen, x, weight, bias, initial):
     inputs = [x, weight, bias] + ([initial] if initial is not None else [])  # None: a fresh sequence
-    y = assert_matches_reference(gen, backend.ops.causal_conv1d_silu, python_ref.causal_conv1d_silu, inputs,
+    y = assert_matches_reference(gen, backend.ops.causal_conv1d_silu, reference.causal_conv1d_silu, inputs,
                                  ["x", "weight", "bias", "initial"][:len(inputs)])
     assert y.dtype == x.dtype and y.shape == x.shape
 
