@@ -56,6 +56,20 @@ def _backends():
 BACKENDS = _backends()
 # The CUDA kernels, wherever they can run here.
 CUDA_SOURCE_BACKENDS = [b for b in BACKENDS if b.name != "cpu"]
+# The input dtypes every op takes.
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def numerics_matrix(shapes, **flags):
+    """Parametrises a numeric test over every backend x dtype x shape (and each named flag's values)."""
+    def decorate(test):
+        for name, values in flags.items():
+            test = pytest.mark.parametrize(name, values)(test)
+        for name, values in (("shape", shapes), ("dtype", DTYPES), ("backend", BACKENDS)):
+            test = pytest.mark.parametrize(name, values, ids=str)(test)
+        return test
+
+    return decorate
 
 
 def generator(*key) -> torch.Generator:

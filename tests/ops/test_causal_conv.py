@@ -3,10 +3,9 @@ import pytest
 import torch
 
 from xlstm_cuda import reference
-from conftest import BACKENDS, assert_matches_reference, generator, randn
+from conftest import BACKENDS, assert_matches_reference, generator, numerics_matrix, randn
 from inputs import conv_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, S, D, K): B = 1, S = 1 and S < K - 1 (the buffer reaches past the start), D below, at and
 # above a 32-channel block, K = 1 (no history) up to the CUDA kernels' 8; S = 300 spans several
 # row blocks.
@@ -20,10 +19,7 @@ def check_against_reference(backend, gen, x, weight, bias, initial):
     assert y.dtype == x.dtype and y.shape == x.shape
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("with_initial", [True, False])
+@numerics_matrix(SHAPES, with_initial=[True, False])
 def test_forward_and_gradients_match_reference(backend, dtype, shape, with_initial):
     gen = generator("conv", backend.name, dtype, shape, with_initial)
     check_against_reference(backend, gen, *conv_inputs(gen, *shape, dtype, backend.device, with_initial))

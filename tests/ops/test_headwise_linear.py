@@ -1,12 +1,10 @@
 """The headwise (block-diagonal) linear op against python_ref, on every backend that can run here."""
 import pytest
-import torch
 
 from xlstm_cuda import reference
-from conftest import BACKENDS, assert_matches_reference, generator, randn
+from conftest import BACKENDS, DTYPES, assert_matches_reference, generator, numerics_matrix, randn
 from inputs import headwise_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (leading shape, G, O, I): the mLSTM layer's 4 x 4 blocks, non-square blocks, one group, rows
 # spanning several weight-gradient tiles (N = 600), a 1-D input; the sLSTM layer's gate projections
 # (per head and source DH -> 2 DH) and blocks with column tails, which the CPU runs as small GEMMs.
@@ -28,9 +26,7 @@ def check_against_reference(backend, gen, x, weight, heads=1):
     assert y.dtype == x.dtype and y.shape == (*x.shape[:-1], G * O)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@numerics_matrix(SHAPES)
 def test_forward_and_gradients_match_reference(backend, dtype, shape):
     lead, G, O, I = shape
     gen = generator("headwise", backend.name, dtype, shape)

@@ -8,10 +8,9 @@ import torch
 
 import xlstm_cuda
 from xlstm_cuda import reference
-from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, assert_close, generator, randn
+from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, assert_close, generator, numerics_matrix, randn
 from inputs import chunkwise_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, NH, S, DHQK, DHV, chunk): S = 1, 63, 64, 65, 1000; DHQK != DHV; NH = 1 and 3; chunks 16, 64, 128
 SHAPES = [(1, 1, 1, 16, 32, 64), (2, 3, 63, 16, 32, 16), (1, 2, 64, 16, 32, 64), (2, 1, 65, 16, 32, 64),
           (1, 3, 65, 8, 8, 128), (1, 1, 1000, 16, 32, 128)]
@@ -24,10 +23,7 @@ def run_reference(inputs, state, dtype, form=reference.mlstm_recurrent):
     return leaves + (st or []), (h, *new_state)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("with_state", [True, False])
+@numerics_matrix(SHAPES, with_state=[True, False])
 def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
     *sizes, chunk = shape
     gen = generator("chunkwise", backend.name, dtype, shape, with_state)

@@ -1,12 +1,8 @@
 """The fused mLSTM output gate against python_ref, on every backend that can run here."""
-import pytest
-import torch
-
 from xlstm_cuda import reference
-from conftest import BACKENDS, assert_matches_reference, generator
+from conftest import assert_matches_reference, generator, numerics_matrix
 from inputs import gate_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (leading shape, D): one row, odd widths around the CUDA kernels' 32-feature blocks, rows spanning
 # several row tiles (N = 300).
 SHAPES = [((1,), 1), ((2, 3), 33), ((300,), 20), ((4, 5), 64)]
@@ -18,9 +14,7 @@ def check_against_reference(backend, gen, h, x_conv, z, w, s):
     assert y.dtype == h.dtype and y.shape == h.shape
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@numerics_matrix(SHAPES)
 def test_forward_and_gradients_match_reference(backend, dtype, shape):
     gen = generator("output-gate", backend.name, dtype, shape)
     check_against_reference(backend, gen, *gate_inputs(gen, *shape, dtype, backend.device))

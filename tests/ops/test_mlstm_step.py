@@ -3,10 +3,9 @@ import pytest
 import torch
 
 from xlstm_cuda import reference
-from conftest import BACKENDS, assert_all_close, assert_close, generator, randn
+from conftest import BACKENDS, assert_all_close, assert_close, generator, numerics_matrix, randn
 from inputs import step_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, NH, DHQK, DHV): odd sizes, DHQK != DHV, DHV past one sweep of a 256-thread block
 SHAPES = [(1, 1, 8, 8), (2, 3, 16, 32), (3, 2, 7, 33), (1, 2, 64, 300)]
 
@@ -19,10 +18,7 @@ def run_reference(inputs, state, dtype):
     return ins, st, (h, *new_state)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("with_state", [True, False])
+@numerics_matrix(SHAPES, with_state=[True, False])
 def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
     gen = generator("step", backend.name, dtype, shape, with_state)
     inputs, state = step_inputs(gen, *shape, dtype, backend.device, with_state)

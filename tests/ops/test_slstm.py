@@ -6,10 +6,9 @@ import torch
 
 import xlstm_cuda
 from xlstm_cuda import reference
-from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, generator, randn
+from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, generator, numerics_matrix, randn
 from inputs import slstm_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, S, NH, DH): B = 1, S = 1, NH = 1 and 3, DH = 8, 24, 64 (CUDA: R in shared memory), 128 (R in registers
 # and shared memory) and 144 (R read from L2)
 SHAPES = [(1, 1, 1, 8), (3, 7, 3, 24), (5, 20, 1, 64), (2, 5, 2, 128), (1, 3, 1, 144)]
@@ -43,10 +42,7 @@ def check_against_reference(backend, x, R, b, state, gen):
     assert_all_close(["x", "R", "b", "h0", "c0", "n0"], grads, grads64, grads_same, grad=True)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("with_state", [True, False])
+@numerics_matrix(SHAPES, with_state=[True, False])
 def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
     gen = generator("slstm", backend.name, dtype, shape, with_state)
     check_against_reference(backend, *slstm_inputs(gen, *shape, dtype, backend.device, with_state), gen)
