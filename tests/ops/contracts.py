@@ -128,8 +128,8 @@ def mlstm_step_bad_calls(device):
                     i=torch.randn(B, NH), f=torch.randn(B, NH),
                     state=(torch.zeros(B, NH, D, D + 1), torch.zeros(B, NH, D), torch.zeros(B, NH)))
         base.update(over)
-        return Call((), {k: tuple(t.to(device) for t in v) if isinstance(v, tuple) else
-                         v.to(device) if isinstance(v, torch.Tensor) else v for k, v in base.items()})
+        bad = Call((), base)
+        return bad.with_tensors([t.to(device) for t in bad.tensors()])
 
     state = (torch.zeros(B, NH, D, D + 1), torch.zeros(B, NH, D), torch.zeros(B, NH))
     return [
