@@ -1,4 +1,5 @@
 """Shared test helpers: backends, seeded inputs and the spec's error bounds (../shared/xlstm-spec.md)."""
+import importlib.util
 import os
 import sys
 import zlib
@@ -8,7 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _load_checkout_reference():
+    """This checkout's python_ref/ as xlstm_cuda.reference. An editable install maps that name to the
+    python_ref/ of the tree it was installed from, which need not be this one (a git worktree)."""
+    spec = importlib.util.spec_from_file_location("xlstm_cuda.reference", ROOT / "python_ref" / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT / "python_ref")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+_load_checkout_reference()
 
 import xlstm_cuda  # noqa: E402
 
@@ -41,6 +56,20 @@ def _backends():
 BACKENDS = _backends()
 # The CUDA kernels, wherever they can run here.
 CUDA_SOURCE_BACKENDS = [b for b in BACKENDS if b.name != "cpu"]
+# The input dtypes every op takes.
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def numerics_matrix(shapes, **flags):
+    """Parametrises a numeric test over every backend x dtype x shape (and each named flag's values)."""
+    def decorate(test):
+        for name, values in flags.items():
+            test = pytest.mark.parametrize(name, values)(test)
+        for name, values in (("shape", shapes), ("dtype", DTYPES), ("backend", BACKENDS)):
+            test = pytest.mark.parametrize(name, values, ids=str)(test)
+        return test
+
+    return decorate
 
 
 def generator(*key) -> torch.Generator:
@@ -58,10 +87,10 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def assert_close(name, out, ref64, ref_same_dtype=None, *, grad=False):
-    """The spec's bounds against python_ref in float64: float32 < 1e-5 (forward) / 1e-4 (gradients);
-    bf16 / fp16 inputs < 1e-2 and no worse than 2x python_ref run in that dtype (`ref_same_dtype`).
+    """The spec's bounds against xlstm_cuda.reference (python_ref) in float64: float32 < 1e-5 (forward) / 1e-4 (gradients);
+    bf16 / fp16 inputs < 1e-2 and no worse than 2x the reference run in that dtype (`ref_same_dtype`).
     An output that is ill-conditioned by construction (a gradient that is O(eps), say), where
-    python_ref in the same dtype misses the bound itself, must be no worse than 2x python_ref."""
+    the reference in the same dtype misses the bound itself, must be no worse than 2x the reference."""
     assert torch.isfinite(out).all(), f"{name}: non-finite values"
     err = rel_err(out, ref64)
     same_err = rel_err(ref_same_dtype, ref64) if ref_same_dtype is not None else 0.0
@@ -71,7 +100,7 @@ def assert_close(name, out, ref64, ref_same_dtype=None, *, grad=False):
         bound = 2 * same_err
     else:
         bound = min(base, max(2 * same_err, 1e-5)) if low_precision else base
-    assert err < bound, f"{name}: relative error {err:.3g} >= {bound:.3g} (python_ref in the same dtype: {same_err:.3g})"
+    assert err < bound, f"{name}: relative error {err:.3g} >= {bound:.3g} (the reference in the same dtype: {same_err:.3g})"
 
 
 def assert_all_close(names, outs, refs64, refs_same, *, grad=False):

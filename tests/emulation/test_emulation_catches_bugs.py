@@ -1,5 +1,5 @@
 """The host emulation must catch the bugs that matter: each broken variant of a fixture kernel
-(tests/emulation_fixtures) fails, the correct one passes."""
+(tests/emulation/fixtures) fails, the correct one passes."""
 import os
 import subprocess
 import sys
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "emulation_fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
 BUGS = {"none": 0, "off_by_one": 1, "missing_barrier": 2, "unwritten_row": 3, "warp_lockstep": 4}
 

@@ -6,38 +6,24 @@ import textwrap
 import pytest
 import torch
 
-import python_ref
 import xlstm_cuda
-from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, assert_close, generator, randn
+from xlstm_cuda import reference
+from conftest import BACKENDS, CUDA_SOURCE_BACKENDS, assert_all_close, assert_close, generator, numerics_matrix, randn
+from inputs import chunkwise_inputs
 
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, NH, S, DHQK, DHV, chunk): S = 1, 63, 64, 65, 1000; DHQK != DHV; NH = 1 and 3; chunks 16, 64, 128
 SHAPES = [(1, 1, 1, 16, 32, 64), (2, 3, 63, 16, 32, 16), (1, 2, 64, 16, 32, 64), (2, 1, 65, 16, 32, 64),
           (1, 3, 65, 8, 8, 128), (1, 1, 1000, 16, 32, 128)]
 
 
-def chunkwise_inputs(gen, B, NH, S, DQK, DV, dtype, with_state, device="cpu"):
-    q, k = randn(gen, B, NH, S, DQK, dtype=dtype), randn(gen, B, NH, S, DQK, dtype=dtype)
-    v = randn(gen, B, NH, S, DV, dtype=dtype)
-    i, f = randn(gen, B, NH, S, scale=2.0, dtype=dtype), randn(gen, B, NH, S, scale=2.0, shift=2.0, dtype=dtype)
-    state = None
-    if with_state:
-        sd = torch.float64 if dtype == torch.float64 else torch.float32
-        state = (randn(gen, B, NH, DQK, DV, dtype=sd), randn(gen, B, NH, DQK, dtype=sd), randn(gen, B, NH, dtype=sd))
-    return [t.to(device) for t in (q, k, v, i, f)], state and tuple(t.to(device) for t in state)
-
-
-def reference(inputs, state, dtype, form=python_ref.mlstm_recurrent):
+def run_reference(inputs, state, dtype, form=reference.mlstm_recurrent):
     leaves = [t.detach().cpu().to(dtype).requires_grad_(True) for t in inputs]
     st = None if state is None else [t.detach().cpu().to(dtype).requires_grad_(True) for t in state]
     h, new_state = form(*leaves, st)
     return leaves + (st or []), (h, *new_state)
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("with_state", [True, False])
+@numerics_matrix(SHAPES, with_state=[True, False])
 def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
     *sizes, chunk = shape
     gen = generator("chunkwise", backend.name, dtype, shape, with_state)
@@ -50,33 +36,21 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state
     assert h.dtype == dtype and all(s.dtype == torch.float32 for s in new_state)
     upstream = [randn(gen, *o.shape, dtype=o.dtype, device=o.device) for o in outs]
     grads = torch.autograd.grad(outs, leaves, upstream)
-    leaves64, outs64 = reference(inputs, state, torch.float64)
+    leaves64, outs64 = run_reference(inputs, state, torch.float64)
     grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
     # The same-dtype reference runs the chunkwise form too: its recurrent loop would take minutes at S = 1000.
-    form = lambda *a: python_ref.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
-    leaves_same, outs_same = reference(inputs, state, dtype, form)
+    form = lambda *a: reference.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
+    leaves_same, outs_same = run_reference(inputs, state, dtype, form)
     grads_same = torch.autograd.grad(outs_same, leaves_same, [u.cpu() for u in upstream])
     assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
     assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
-
-
-def test_gradcheck_float64():
-    gen = generator("chunkwise-gradcheck")
-    inputs, state = chunkwise_inputs(gen, 1, 2, 7, 3, 4, torch.float64, True)
-    leaves = [t.requires_grad_(True) for t in inputs + list(state)]
-
-    def fn(q, k, v, i, f, C, n, m):
-        h, (C1, n1, m1) = xlstm_cuda.mlstm_chunkwise(q, k, v, i, f, (C, n, m), chunk_size=3)
-        return h, C1, n1, m1
-
-    assert torch.autograd.gradcheck(fn, leaves)
 
 
 def test_agrees_with_parallel_form_without_eps():
     gen = generator("chunkwise-parallel")
     inputs, state = chunkwise_inputs(gen, 2, 2, 50, 8, 12, torch.float64, True)
     h, st = xlstm_cuda.mlstm_chunkwise(*inputs, state, eps=0.0, chunk_size=16)
-    h_ref, st_ref = python_ref.mlstm_parallel(*inputs, state, eps=0.0)
+    h_ref, st_ref = reference.mlstm_parallel(*inputs, state, eps=0.0)
     assert_close("h", h, h_ref)
     for name, a, b in zip("Cnm", st, st_ref):
         assert_close(name, a, b)
@@ -130,25 +104,6 @@ def test_memory_grows_linearly_in_sequence_length():
     assert grown < 512 * 2**20, f"forward + backward grew the peak RSS by {grown / 2**20:.0f} MiB"
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-def test_bad_input_raises_clear_error(backend):
-    gen = generator("chunkwise-bad", backend.name)
-    (q, k, v, i, f), _ = chunkwise_inputs(gen, 1, 2, 5, 4, 4, torch.float32, False, backend.device)
-    ops = backend.ops
-    with pytest.raises(RuntimeError, match="k must have shape"):
-        ops.mlstm_chunkwise(q, k[:, :, :4], v, i, f)
-    with pytest.raises(RuntimeError, match="chunk_size must be >= 1"):
-        ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=0)
-    with pytest.raises(RuntimeError, match="f must be"):
-        ops.mlstm_chunkwise(q, k, v, i, f.double())
-    with pytest.raises(RuntimeError, match="q must have shape"):
-        ops.mlstm_chunkwise(q[0], k, v, i, f)
-    with pytest.raises(RuntimeError, match="S, DHQK and DHV must be >= 1"):
-        ops.mlstm_chunkwise(q[:, :, :0], k[:, :, :0], v[:, :, :0], i[:, :, :0], f[:, :, :0])
-    with pytest.raises(RuntimeError, match="one device"):
-        ops.mlstm_chunkwise(q, k, v.to("meta"), i, f)
-
-
 @pytest.mark.parametrize("backend", CUDA_SOURCE_BACKENDS, ids=str)
 def test_cuda_chunk_size_limit_is_a_clear_error(backend):
     gen = generator("chunkwise-limit", backend.name)
@@ -175,36 +130,3 @@ def test_cuda_kernels_equal_cpu_on_large_heads(backend):
         assert_close(name, a, b.double())
     for name, a, b in zip(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads_ref):
         assert_close(f"grad {name}", a, b.double(), grad=True)
-
-
-@pytest.mark.parametrize("backend", BACKENDS, ids=str)
-def test_opcheck(backend):
-    gen = generator("chunkwise-opcheck", backend.name)
-    inputs, state = chunkwise_inputs(gen, 2, 2, 9, 4, 6, torch.float32, True, backend.device)
-    ops = getattr(torch.ops, backend.ops.namespace)
-    # Strided gate inputs, as the mLSTM layer passes them: the fake outputs must be contiguous like
-    # the kernels' (not strided like the inputs).
-    inputs[3:5] = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in inputs[3:5]]
-    args = [t.requires_grad_(True) for t in inputs + list(state)]
-    torch.library.opcheck(ops.mlstm_chunkwise_forward.default, (*args, 4, 1e-6))
-    outs = ops.mlstm_chunkwise_forward(*(t.detach() for t in args), 4, 1e-6)
-    grads = [randn(gen, *o.shape).to(o) for o in outs[:4]]
-    torch.library.opcheck(ops.mlstm_chunkwise_backward.default,
-                          (*grads, *(t.detach() for t in args), outs[0], *outs[1:3], *outs[4:], 4, 1e-6))
-
-
-def test_compile():
-    gen = generator("chunkwise-compile")
-    inputs, state = chunkwise_inputs(gen, 1, 2, 9, 4, 6, torch.float32, True)
-    args = [t.requires_grad_(True) for t in inputs + list(state)]
-
-    def fn(q, k, v, i, f, C, n, m):
-        h, (C1, n1, m1) = xlstm_cuda.mlstm_chunkwise(q * 1.5, k, v, i, f, (C, n, m), chunk_size=4)
-        return h.sum() + C1.sum()
-
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    compiled(*args).backward()
-    eager = [t.detach().clone().requires_grad_(True) for t in args]
-    fn(*eager).backward()
-    for a, b in zip(args, eager):
-        torch.testing.assert_close(a.grad, b.grad)

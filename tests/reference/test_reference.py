@@ -7,7 +7,7 @@ import torch
 
 from conftest import generator as _gen
 from conftest import randn, rel_err as _rel
-from python_ref import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step, slstm
+from xlstm_cuda.reference import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step, slstm
 
 F64 = torch.float64
 

@@ -14,7 +14,7 @@ STATS = ("median_ms", "min_ms", "max_ms", "iqr_ms", "reps", "tokens_per_s", "pea
 # (shapes asserted, q, k, v squeezed in place as xlstm does), computing with python_ref.
 FAKE_PACKAGES = {
     "xlstm/blocks/mlstm/backends.py": """
-        import python_ref
+        from xlstm_cuda import reference as python_ref
 
         def recurrent_step_stabilized_simple(c, n, m, q, k, v, i, f, eps=1e-6):
             B, NH, _, _ = q.shape
@@ -23,7 +23,7 @@ FAKE_PACKAGES = {
             return python_ref.mlstm_step(q, k, v, i[..., 0, 0], f[..., 0, 0], (c, n[..., 0], m[..., 0, 0]), eps)
     """,
     "mlstm_kernels/torch/recurrent/__init__.py": """
-        import python_ref
+        from xlstm_cuda import reference as python_ref
 
         def mlstm_recurrent_step__native(q, k, v, i, f, c, n, m, eps=1e-6, **kwargs):
             assert m.shape == i.shape == f.shape == (*q.shape[:2], 1)
