@@ -35,8 +35,8 @@ void check_leading_input(const at::Tensor& t, const char* op, const char* name, 
               device_type, "; all tensors must be on one device");
   const at::ScalarType s = t.scalar_type();
   const bool ok = s == at::kFloat || s == at::kBFloat16 || s == at::kHalf || (float64_ok && s == at::kDouble);
-  TORCH_CHECK(ok, op, ": ", name, " must be float32, bfloat16 or float16", float64_ok ? " or float64" : "", ", got ",
-              s);
+  TORCH_CHECK(ok, op, ": ", name, " must be float32, bfloat16", float64_ok ? ", float16 or float64" : " or float16",
+              ", got ", s);
 }
 
 at::ScalarType state_dtype(at::ScalarType input_dtype) {

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+import fixture_op
 from conftest import BACKENDS, randn
 from inputs import chunkwise_inputs, conv_inputs, gate_inputs, headwise_inputs, slstm_inputs, step_inputs
 from xlstm_cuda import reference as reference_module
@@ -318,4 +319,11 @@ CONTRACTS = [
                variants=("plain", "strided", "heads"), weights=("weight",), reference=headwise_linear_reference),
     OpContract("mlstm_output_gate", ("h", "x_conv", "z", "norm_weight", "skip"), make_mlstm_output_gate,
                mlstm_output_gate_bad_calls, weights=("norm_weight", "skip")),
+    # The test-only fixture op (tests/ops/fixture_op), compiled from its own folder on first use: an op
+    # added the way csrc/README.md says, checked like every other.
+    OpContract("fixture_scale", ("x", "w"),
+               lambda gen, device, dtype, weight_dtype=None, variant="plain":
+                   Call(fixture_op.make(gen, device, dtype, weight_dtype, variant)),
+               lambda device: [BadCall(d, Call((x, w)), m) for d, x, w, m in fixture_op.bad_calls(device)],
+               weights=("w",), reference=fixture_op.reference, backends=fixture_op.BACKENDS, spec=fixture_op.SPEC),
 ]

@@ -5,20 +5,19 @@ in this package declares the public function, the fake (meta) implementation tha
 traces and the autograd formula that calls the `<name>_backward` op (`_binder.kernel_op`); every
 module here is imported, and `KernelOps` binds what they declare, so adding an op lists it nowhere.
 """
-from __future__ import annotations
-
-import importlib
-import pkgutil
+import importlib as _importlib
+import pkgutil as _pkgutil
 
 from .. import _C  # noqa: F401  (registers the xlstm_cuda ops)
-from ._binder import OP_SPECS, KernelOps
+from ._binder import OP_SPECS as _OP_SPECS
+from ._binder import KernelOps
 from ._states import MlstmState, SlstmState
 
-for _module in pkgutil.iter_modules(__path__):
+for _module in _pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+        _importlib.import_module(f"{__name__}.{_module.name}")
 
 _kernels = KernelOps("xlstm_cuda")
 globals().update(_kernels.functions())
 
-__all__ = sorted(["KernelOps", "MlstmState", "SlstmState", *OP_SPECS])
+__all__ = sorted(["KernelOps", "MlstmState", "SlstmState", *_OP_SPECS])

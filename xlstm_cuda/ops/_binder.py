@@ -47,14 +47,14 @@ OP_SPECS: dict[str, OpSpec] = {}
 
 
 def kernel_op(name: str, *, fake: Callable, autograd: Autograd | None = None,
-              backward_fake: Callable | None = None):
+              backward_fake: Callable | None = None, registry: dict[str, OpSpec] = OP_SPECS):
     """Declares the decorated function as the public function of op `name` (it takes the bound op
-    first). The public name is the function's name."""
+    first), in `registry` (the package's ops: OP_SPECS). The public name is the function's name."""
 
     def declare(public: Callable) -> Callable:
-        if public.__name__ in OP_SPECS:
+        if public.__name__ in registry:
             raise RuntimeError(f"op function {public.__name__} is declared twice")
-        OP_SPECS[public.__name__] = OpSpec(name, public, fake, autograd, backward_fake)
+        registry[public.__name__] = OpSpec(name, public, fake, autograd, backward_fake)
         return public
 
     return declare
@@ -114,13 +114,12 @@ class KernelOps:
     `xlstm_cuda_sim` (the CUDA kernels run by the host emulation, see xlstm_cuda.sim). Each declared
     op's function is an attribute, e.g. `KernelOps("xlstm_cuda").mlstm_step`."""
 
-    def __init__(self, namespace: str, names: list[str] | None = None):
-        """Registers and binds the declared ops `names` (public names; all declared ops when None)."""
+    def __init__(self, namespace: str, specs: dict[str, OpSpec] = OP_SPECS):
+        """Registers and binds the ops declared in `specs` (by default the package's)."""
         self.namespace = namespace
         ops = getattr(torch.ops, namespace)
         self._functions = {}
-        for public_name in OP_SPECS if names is None else names:
-            spec = OP_SPECS[public_name]
+        for public_name, spec in specs.items():
             torch.library.register_fake(f"{namespace}::{spec.name}")(spec.fake)
             if spec.autograd is not None:
                 if spec.backward_fake is not None:
