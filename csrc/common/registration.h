@@ -8,11 +8,15 @@
 #include <torch/library.h>
 
 #if defined(XLSTM_SIM)
-#define XLSTM_NAMESPACE xlstm_cuda_sim
 #define XLSTM_CUDA_KERNELS_KEY CPU
 #else
-#define XLSTM_NAMESPACE xlstm_cuda
 #define XLSTM_CUDA_KERNELS_KEY CUDA
+#endif
+// A build may name its own namespace (the test-only fixture op does, to stay out of the package's).
+#if !defined(XLSTM_NAMESPACE) && defined(XLSTM_SIM)
+#define XLSTM_NAMESPACE xlstm_cuda_sim
+#elif !defined(XLSTM_NAMESPACE)
+#define XLSTM_NAMESPACE xlstm_cuda
 #endif
 
 // Indirection so that the namespace and key macros expand before TORCH_LIBRARY_* pastes them.

@@ -10,7 +10,7 @@ import torch
 from conftest import Backend, randn
 from xlstm_cuda.ops._binder import KernelOps
 
-from .build import build
+from .build import NAMESPACES, build
 from .fixture_scale import FIXTURE_SPECS
 from .reference import fixture_scale as reference
 
@@ -30,12 +30,13 @@ class _LazyOps:
     def __getattr__(self, name):
         if not _LazyOps._bound:
             build(BUILD_DIR, with_cuda=torch.cuda.is_available())
-            _LazyOps._bound.update({ns: KernelOps(ns, FIXTURE_SPECS) for ns in ("xlstm_cuda", "xlstm_cuda_sim")})
+            _LazyOps._bound.update({ns: KernelOps(ns, FIXTURE_SPECS) for ns in NAMESPACES.values()})
         return getattr(_LazyOps._bound[self._namespace], name)
 
 
-BACKENDS = (Backend("cpu", _LazyOps("xlstm_cuda"), "cpu"), Backend("emulation", _LazyOps("xlstm_cuda_sim"), "cpu")) + (
-    (Backend("cuda", _LazyOps("xlstm_cuda"), "cuda"),) if torch.cuda.is_available() else ())
+_KERNELS, _EMULATION = _LazyOps(NAMESPACES["kernels"]), _LazyOps(NAMESPACES["emulation"])
+BACKENDS = (Backend("cpu", _KERNELS, "cpu"), Backend("emulation", _EMULATION, "cpu")) + (
+    (Backend("cuda", _KERNELS, "cuda"),) if torch.cuda.is_available() else ())
 
 
 def make(gen, device, dtype, weight_dtype=None, variant="plain"):
