@@ -10,6 +10,10 @@ from torch import nn
 from . import ops
 
 
+__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "mLSTMCell", "mLSTMLayer", "powerlaw_forget_bias",
+           "sLSTMCell", "sLSTMLayer"]
+
+
 class CausalConvSiLU(nn.Module):
     """SiLU of a depthwise causal convolution over time, (B, S, D) -> (B, S, D): one fused kernel
     (ops.causal_conv1d_silu). Its step form keeps the last kernel_size - 1 inputs as state."""
