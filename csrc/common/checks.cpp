@@ -26,7 +26,8 @@ void check_tensor(const at::Tensor& t, const char* op, const char* name, std::in
   TORCH_CHECK(t.numel() > 0, op, ": ", name, " is empty (shape ", t.sizes(), ")");
   TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, " (", like, "), got ",
               t.scalar_type());
-  TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, " like the op's other inputs, got ", t.device());
+  TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, " like the op's other inputs, got ",
+              t.device());
 }
 
 void check_leading_input(const at::Tensor& t, const char* op, const char* name, at::DeviceType device_type,

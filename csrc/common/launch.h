@@ -46,8 +46,8 @@ inline int64_t max_dynamic_shared_bytes() {
 // fails, naming the op and what to change, where they do not.
 inline bool fits_shared_memory(int64_t bytes) { return bytes <= max_dynamic_shared_bytes(); }
 inline void check_shared_memory(int64_t bytes, const char* op, const char* remedy) {
-  TORCH_CHECK(fits_shared_memory(bytes), op, ": needs ", bytes, " bytes of shared memory per block, more than this device's ",
-              max_dynamic_shared_bytes(), "; ", remedy);
+  TORCH_CHECK(fits_shared_memory(bytes), op, ": needs ", bytes,
+              " bytes of shared memory per block, more than this device's ", max_dynamic_shared_bytes(), "; ", remedy);
 }
 
 // CUDA's limit on a grid's y and z extents; also where the grid-stride kernels cap their x extent.

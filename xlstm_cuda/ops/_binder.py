@@ -20,8 +20,8 @@ import torch
 class Autograd:
     """How an op's backward op is called: backward(grads of the first `grad_outputs` outputs,
     the saved inputs, the saved outputs, the constant inputs[, the input mask]), returning one
-    gradient for each of the first `differentiable_inputs` inputs. The other outputs are not differentiable; an output
-    gradient autograd leaves undefined is passed as zeros."""
+    gradient for each of the first `differentiable_inputs` inputs. The other outputs are not
+    differentiable; an output gradient autograd leaves undefined is passed as zeros."""
 
     backward: str
     differentiable_inputs: int

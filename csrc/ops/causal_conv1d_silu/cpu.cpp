@@ -47,7 +47,7 @@ void causal_conv1d_silu_fwd_channels(const CausalConv1dSiluParams<scalar_t, acc_
 // from t = S on). d_weight_t (K, D), d_bias (D): the range's columns are written, not accumulated.
 template <typename scalar_t, typename acc_t>
 void causal_conv1d_silu_bwd_channels(const CausalConv1dSiluBwdParams<scalar_t, acc_t>& p, int64_t d0, int64_t d1,
-                              acc_t* d_weight_t, acc_t* d_bias) {
+                                     acc_t* d_weight_t, acc_t* d_bias) {
   const int64_t D = p.dim, K = p.width, n = d1 - d0;
   std::vector<acc_t> ring(K * n), dw(K * n, acc_t(0)), db(n, acc_t(0)), pre(n);
   for (int64_t b = 0; b < p.batch; ++b) {
@@ -91,12 +91,14 @@ void causal_conv1d_silu_bwd_channels(const CausalConv1dSiluBwdParams<scalar_t, a
 }  // namespace
 
 Tensor causal_conv1d_silu_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& initial) {
-  const CausalConv1dSiluInputs in = causal_conv1d_silu_inputs(x, weight, bias, initial, "causal_conv1d_silu", at::kCPU, true);
+  const CausalConv1dSiluInputs in =
+      causal_conv1d_silu_inputs(x, weight, bias, initial, "causal_conv1d_silu", at::kCPU, true);
   Tensor y = causal_conv1d_silu_output(in, empty_cpu_output);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "causal_conv1d_silu_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = causal_conv1d_silu_params<scalar_t, acc_t>(in, y);
-    at::parallel_for(0, in.D, kChannelGrain, [&](int64_t d0, int64_t d1) { causal_conv1d_silu_fwd_channels(p, d0, d1); });
+    at::parallel_for(0, in.D, kChannelGrain,
+                     [&](int64_t d0, int64_t d1) { causal_conv1d_silu_fwd_channels(p, d0, d1); });
   });
   return y;
 }

@@ -11,7 +11,8 @@ using Shape = CausalConv1dSiluLaunchShape;
 
 // A block per (32 channels, tile of (batch, time) rows).
 dim3 conv_grid(const RowTiles& tiles, int64_t dim) {
-  return dim3(static_cast<unsigned>((dim + Shape::kChannels - 1) / Shape::kChannels), static_cast<unsigned>(tiles.count));
+  return dim3(static_cast<unsigned>((dim + Shape::kChannels - 1) / Shape::kChannels),
+              static_cast<unsigned>(tiles.count));
 }
 
 const dim3 kBlock(Shape::kChannels, Shape::kRows);
@@ -50,7 +51,8 @@ Tensors4 causal_conv1d_silu_backward_cuda(const Tensor& dy, const Tensor& x, con
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "causal_conv1d_silu_backward_cuda", [&] {
     launch_kernel(causal_conv1d_silu_bwd_kernel<scalar_t>, conv_grid(tiles, in.D), kBlock,
                   sizeof(float) * Shape::kChannels * Shape::kRows, scope.stream(),
-                  causal_conv1d_silu_bwd_params<scalar_t, float>(in, g), tiles.rows_per_tile, partial.data_ptr<float>());
+                  causal_conv1d_silu_bwd_params<scalar_t, float>(in, g), tiles.rows_per_tile,
+                  partial.data_ptr<float>());
   });
   const Tensor totals = sum_tile_partials(partial);  // (K + 1, D)
   return causal_conv1d_silu_backward_result(g, totals.narrow(0, 0, in.K), totals[in.K].clone(), weight, bias);

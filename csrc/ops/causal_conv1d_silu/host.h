@@ -22,16 +22,17 @@ struct CausalConv1dSiluInputs {
   int64_t B, S, D, K;
 };
 
-inline CausalConv1dSiluInputs causal_conv1d_silu_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                                           const at::Tensor& initial, const char* op, at::DeviceType device_type,
-                                           bool float64_ok) {
+inline CausalConv1dSiluInputs causal_conv1d_silu_inputs(const at::Tensor& x, const at::Tensor& weight,
+                                                        const at::Tensor& bias, const at::Tensor& initial,
+                                                        const char* op, at::DeviceType device_type, bool float64_ok) {
   check_rank(x, op, "x", 3, "[B, S, D]");
   check_leading_input(x, op, "x", device_type, float64_ok);
   const at::ScalarType s = x.scalar_type();
   const int64_t B = x.size(0), S = x.size(1), D = x.size(2);
   TORCH_CHECK(x.numel() > 0, op, ": x is empty (shape ", x.sizes(), ")");
   TORCH_CHECK(weight.defined() && weight.dim() == 2 && weight.size(1) >= 1, op,
-              ": weight must have shape [D, K] with K >= 1, got ", weight.defined() ? weight.sizes() : at::IntArrayRef{});
+              ": weight must have shape [D, K] with K >= 1, got ",
+              weight.defined() ? weight.sizes() : at::IntArrayRef{});
   const int64_t K = weight.size(1);
   const at::ScalarType acc = state_dtype(s);
   const at::ScalarType w = weight.scalar_type() == s ? s : acc;
@@ -50,7 +51,8 @@ inline CausalConv1dSiluInputs causal_conv1d_silu_inputs(const at::Tensor& x, con
 }
 
 template <typename scalar_t, typename acc_t>
-CausalConv1dSiluParams<scalar_t, acc_t> causal_conv1d_silu_params(const CausalConv1dSiluInputs& in, const at::Tensor& y) {
+CausalConv1dSiluParams<scalar_t, acc_t> causal_conv1d_silu_params(const CausalConv1dSiluInputs& in,
+                                                                  const at::Tensor& y) {
   CausalConv1dSiluParams<scalar_t, acc_t> p;
   p.batch = in.B;
   p.seq = in.S;
@@ -70,17 +72,19 @@ struct CausalConv1dSiluGrads {
   at::Tensor dy, dx, d_initial;
 };
 
-inline CausalConv1dSiluGrads causal_conv1d_silu_grads(const CausalConv1dSiluInputs& in, const at::Tensor& dy, const char* op,
-                                         OutputAllocator alloc) {
+inline CausalConv1dSiluGrads causal_conv1d_silu_grads(const CausalConv1dSiluInputs& in, const at::Tensor& dy,
+                                                      const char* op, OutputAllocator alloc) {
   check_tensor(dy, op, "dy", {in.B, in.S, in.D}, in.x.scalar_type(), in.x.device(), "[B, S, D], like x");
   const auto o = in.x.options();
   return {dy.contiguous(), alloc({in.B, in.S, in.D}, o), alloc({in.B, in.K - 1, in.D}, o)};
 }
 
 template <typename scalar_t, typename acc_t>
-CausalConv1dSiluBwdParams<scalar_t, acc_t> causal_conv1d_silu_bwd_params(const CausalConv1dSiluInputs& in, const CausalConv1dSiluGrads& g) {
+CausalConv1dSiluBwdParams<scalar_t, acc_t> causal_conv1d_silu_bwd_params(const CausalConv1dSiluInputs& in,
+                                                                         const CausalConv1dSiluGrads& g) {
   CausalConv1dSiluBwdParams<scalar_t, acc_t> p;
-  static_cast<CausalConv1dSiluParams<scalar_t, acc_t>&>(p) = causal_conv1d_silu_params<scalar_t, acc_t>(in, at::Tensor());
+  static_cast<CausalConv1dSiluParams<scalar_t, acc_t>&>(p) =
+      causal_conv1d_silu_params<scalar_t, acc_t>(in, at::Tensor());
   p.dy = g.dy.data_ptr<scalar_t>();
   p.dx = g.dx.data_ptr<scalar_t>();
   p.d_initial = g.d_initial.data_ptr<scalar_t>();

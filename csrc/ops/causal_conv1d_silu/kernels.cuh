@@ -28,7 +28,7 @@ __global__ void causal_conv1d_silu_fwd_kernel(CausalConv1dSiluParams<scalar_t, f
 // its rows into partial[blockIdx.y] ((K + 1, D): K rows of d_weight_t, then d_bias).
 template <typename scalar_t>
 __global__ void causal_conv1d_silu_bwd_kernel(CausalConv1dSiluBwdParams<scalar_t, float> p, int64_t rows_per_block,
-                                       float* partial) {
+                                              float* partial) {
   constexpr int kMaxWidth = CausalConv1dSiluLaunchShape::kMaxWidth;
   XLSTM_DYNAMIC_SHARED(float, scratch);  // blockDim.y x blockDim.x
   const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -44,7 +44,8 @@ __global__ void causal_conv1d_silu_bwd_kernel(CausalConv1dSiluBwdParams<scalar_t
       for (int k = 0; k < kMaxWidth; ++k) {
         const int64_t t = s - k;
         if (k < K && t >= 0 && t < S) {
-          const float g = static_cast<float>(p.dy[(b * S + t) * p.dim + d]) * silu_derivative(p.pre_activation(b, t, d));
+          const float g =
+              static_cast<float>(p.dy[(b * S + t) * p.dim + d]) * silu_derivative(p.pre_activation(b, t, d));
           dxp += p.weight[k * p.dim + d] * g;
           if (k == 0) g_s = g;
         }

@@ -244,7 +244,8 @@ bool headwise_linear_vector_forward(const HeadwiseLinearInputs& in, const Headwi
 }
 
 template <typename scalar_t, typename acc_t>
-bool headwise_linear_vector_backward(const HeadwiseLinearInputs& in, const HeadwiseLinearParams<scalar_t, acc_t>& p, acc_t* dw) {
+bool headwise_linear_vector_backward(const HeadwiseLinearInputs& in, const HeadwiseLinearParams<scalar_t, acc_t>& p,
+                                     acc_t* dw) {
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (quad_blocks::applies(in)) {
       quad_blocks::backward(p, dw);

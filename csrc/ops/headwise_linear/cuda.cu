@@ -12,12 +12,13 @@ constexpr int kThreads = 256;
 }  // namespace
 
 Tensor headwise_linear_cuda(const Tensor& x, const Tensor& weight, int64_t heads) {
-  const HeadwiseLinearInputs in = headwise_linear_inputs(x, weight, heads, "headwise_linear", XLSTM_KERNEL_DEVICE, false);
+  const HeadwiseLinearInputs in =
+      headwise_linear_inputs(x, weight, heads, "headwise_linear", XLSTM_KERNEL_DEVICE, false);
   const DeviceScope scope(in.x);
   Tensor y = headwise_linear_output(in, empty_output);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "headwise_linear_cuda", [&] {
-    launch_kernel(headwise_linear_fwd_kernel<scalar_t>, grid_stride_blocks(y.numel(), kThreads), dim3(kThreads), 0, scope.stream(),
-                  headwise_linear_params<scalar_t, float>(in, y, Tensor(), Tensor()));
+    launch_kernel(headwise_linear_fwd_kernel<scalar_t>, grid_stride_blocks(y.numel(), kThreads), dim3(kThreads), 0,
+                  scope.stream(), headwise_linear_params<scalar_t, float>(in, y, Tensor(), Tensor()));
   });
   return y;
 }
@@ -34,7 +35,8 @@ std::tuple<Tensor, Tensor> headwise_linear_backward_cuda(const Tensor& dy, const
   Tensor partial = empty_output({tiles.count, entries}, in.weight.options());
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "headwise_linear_backward_cuda", [&] {
     const auto p = headwise_linear_params<scalar_t, float>(in, Tensor(), dy_c, dx);
-    launch_kernel(headwise_linear_dx_kernel<scalar_t>, grid_stride_blocks(dx.numel(), kThreads), dim3(kThreads), 0, scope.stream(), p);
+    launch_kernel(headwise_linear_dx_kernel<scalar_t>, grid_stride_blocks(dx.numel(), kThreads), dim3(kThreads), 0,
+                  scope.stream(), p);
     launch_kernel(headwise_linear_dw_kernel<scalar_t>,
                   dim3(static_cast<unsigned>((entries + kThreads - 1) / kThreads), static_cast<unsigned>(tiles.count)),
                   dim3(kThreads), 0, scope.stream(), p, tiles.rows_per_tile, partial.data_ptr<float>());

@@ -20,8 +20,8 @@ struct HeadwiseLinearInputs {
   std::vector<int64_t> out_sizes() const { return {B, heads, S, G * O / heads}; }
 };
 
-inline HeadwiseLinearInputs headwise_linear_inputs(const at::Tensor& x, const at::Tensor& weight, int64_t heads, const char* op,
-                                      at::DeviceType device_type, bool float64_ok) {
+inline HeadwiseLinearInputs headwise_linear_inputs(const at::Tensor& x, const at::Tensor& weight, int64_t heads,
+                                                   const char* op, at::DeviceType device_type, bool float64_ok) {
   check_rank(x, op, "x", 3, "[B, S, G * I]");
   check_leading_input(x, op, "x", device_type, float64_ok);
   const at::ScalarType s = x.scalar_type();
@@ -41,8 +41,8 @@ inline HeadwiseLinearInputs headwise_linear_inputs(const at::Tensor& x, const at
 }
 
 template <typename scalar_t, typename acc_t>
-HeadwiseLinearParams<scalar_t, acc_t> headwise_linear_params(const HeadwiseLinearInputs& in, const at::Tensor& y, const at::Tensor& dy,
-                                                const at::Tensor& dx) {
+HeadwiseLinearParams<scalar_t, acc_t> headwise_linear_params(const HeadwiseLinearInputs& in, const at::Tensor& y,
+                                                             const at::Tensor& dy, const at::Tensor& dx) {
   HeadwiseLinearParams<scalar_t, acc_t> p;
   p.batch = in.B;
   p.seq = in.S;

@@ -25,7 +25,8 @@ __global__ void headwise_linear_dx_kernel(HeadwiseLinearParams<scalar_t, float> 
 
 // partial[blockIdx.y] (G*O*I): dW over the block's rows.
 template <typename scalar_t>
-__global__ void headwise_linear_dw_kernel(HeadwiseLinearParams<scalar_t, float> p, int64_t rows_per_block, float* partial) {
+__global__ void headwise_linear_dw_kernel(HeadwiseLinearParams<scalar_t, float> p, int64_t rows_per_block,
+                                          float* partial) {
   const int64_t entries = p.groups * p.out_block * p.in_block;
   const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (e >= entries) return;

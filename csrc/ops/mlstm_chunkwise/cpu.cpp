@@ -22,9 +22,10 @@ namespace {
 
 // The CPU kernels compute in the state dtype throughout: the inputs are converted once.
 MlstmChunkwiseInputs cpu_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i, const Tensor& f,
-                           const Tensor& C0, const Tensor& n0, const Tensor& m0, int64_t chunk_size, double eps,
-                           const char* op) {
-  const MlstmChunkwiseSizes z = mlstm_chunkwise_check_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, at::kCPU, true);
+                                const Tensor& C0, const Tensor& n0, const Tensor& m0, int64_t chunk_size, double eps,
+                                const char* op) {
+  const MlstmChunkwiseSizes z =
+      mlstm_chunkwise_check_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, at::kCPU, true);
   return mlstm_chunkwise_inputs(z, q, k, v, i, f, C0, n0, m0, eps, z.state);
 }
 
@@ -186,7 +187,8 @@ void backward_cpu(const MlstmChunkwiseBwdParams<T, T>& p, const MlstmChunkwiseSi
     T *P = w.P.data(), *dnp = w.dnum.data(), *dsp = w.dS.data(), *xp = w.X.data(), *yp = w.Y.data();
     for (int64_t bh = begin; bh < end; ++bh) {
       const ChunkRow row{z, bh};
-      T *dC_b = dC_all + bh * CS, *dn_ptr = dn_all + bh * DQK;  // carried backwards, in place: end as the initial state's
+      // Carried backwards, in place: they end as the initial state's.
+      T *dC_b = dC_all + bh * CS, *dn_ptr = dn_all + bh * DQK;
       T dm0_b = 0;
       for (int64_t c = z.chunks - 1; c >= 0; --c) {
         const int64_t start = row.start(c), len = row.len(c);
@@ -348,8 +350,8 @@ Tensors8 mlstm_chunkwise_backward_cpu(const Tensor& dh, const Tensor& dC_T, cons
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const MlstmChunkwiseInputs in = cpu_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op);
   const MlstmChunkwiseSizes& z = in.z;
-  mlstm_chunkwise_check_backward_inputs(z, q.device(), dh, dC_T, dn_T, dm_T, h, C_T, n_T, C_starts, n_starts, m_all, qn_all,
-                                  op);
+  mlstm_chunkwise_check_backward_inputs(z, q.device(), dh, dC_T, dn_T, dm_T, h, C_T, n_T, C_starts, n_starts, m_all,
+                                        qn_all, op);
   const int64_t BH = z.bh();
   const auto flat = [&](const Tensor& t, at::IntArrayRef sizes) { return t.to(z.state).reshape(sizes).contiguous(); };
   const Tensor h_full = z.dtype == z.state ? flat(h, {BH, z.S, z.DV}) : Tensor();
@@ -377,8 +379,8 @@ Tensors8 mlstm_chunkwise_backward_cpu(const Tensor& dh, const Tensor& dC_T, cons
     p.dden = dden.data_ptr<scalar_t>();
     backward_cpu(p, z);
   });
-  auto [di_out, df, dm0_out] = mlstm_chunkwise_finish_gate_grads(z, di, d_log_f, dm0, dden, i, f, m0, m_all, dC_T, C_T, dn_T, n_T,
-                                                 dm_T, eps);
+  auto [di_out, df, dm0_out] =
+      mlstm_chunkwise_finish_gate_grads(z, di, d_log_f, dm0, dden, i, f, m0, m_all, dC_T, C_T, dn_T, n_T, dm_T, eps);
   return {sizes_like(dq, q.sizes(), z.dtype), sizes_like(dk, k.sizes(), z.dtype), sizes_like(dv, v.sizes(), z.dtype),
           di_out, df, dC.reshape(C0.sizes()), dn.reshape(n0.sizes()), dm0_out};
 }

@@ -10,26 +10,27 @@ namespace {
 
 using Traits = MlstmChunkwiseTraits;
 
-MlstmChunkwiseInputs chunkwise_launch(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i, const Tensor& f,
-                                 const Tensor& C0, const Tensor& n0, const Tensor& m0, int64_t chunk_size, double eps,
-                                 const char* op) {
+MlstmChunkwiseInputs chunkwise_launch(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i,
+                                      const Tensor& f, const Tensor& C0, const Tensor& n0, const Tensor& m0,
+                                      int64_t chunk_size, double eps, const char* op) {
   const MlstmChunkwiseSizes z =
       mlstm_chunkwise_check_inputs(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op, XLSTM_KERNEL_DEVICE, false);
   TORCH_CHECK(z.L <= Traits::kMaxChunk, op, ": chunk_size ", chunk_size, " exceeds the CUDA kernels' largest chunk, ",
-              Traits::kMaxChunk, "; pass chunk_size <= ", Traits::kMaxChunk, " (every chunk size computes the same result)");
+              Traits::kMaxChunk, "; pass chunk_size <= ", Traits::kMaxChunk,
+              " (every chunk size computes the same result)");
   check_grid_extent(z.bh(), op, "B * NH");
   TORCH_CHECK(z.S * std::max(z.DQK, z.DV + 1) <= std::numeric_limits<int32_t>::max(), op,
               ": S * head size exceeds the kernels' 32-bit row offsets");
   return mlstm_chunkwise_inputs(z, q, k, v, i, f, C0, n0, m0, eps, z.dtype);
 }
 
-MlstmChunkwiseLaunchShape launch_shape(const MlstmChunkwiseSizes& z, int64_t state_smem_floats, int64_t chunk_smem_floats,
-                                  cudaStream_t stream) {
+MlstmChunkwiseLaunchShape launch_shape(const MlstmChunkwiseSizes& z, int64_t state_smem_floats,
+                                       int64_t chunk_smem_floats, cudaStream_t stream) {
   const auto tiles = [](int64_t n) { return static_cast<unsigned>((n + Traits::kTile - 1) / Traits::kTile); };
   return {dim3(tiles(z.DQK), tiles(z.DV + 1), static_cast<unsigned>(z.bh())),
           dim3(static_cast<unsigned>(z.chunks), static_cast<unsigned>(z.bh())),
-          static_cast<size_t>(state_smem_floats) * sizeof(float), static_cast<size_t>(chunk_smem_floats) * sizeof(float),
-          stream};
+          static_cast<size_t>(state_smem_floats) * sizeof(float),
+          static_cast<size_t>(chunk_smem_floats) * sizeof(float), stream};
 }
 
 void check_chunk_shared_memory(int64_t floats, const char* op) {
@@ -49,7 +50,8 @@ Tensors8 mlstm_chunkwise_forward_cuda(const Tensor& q, const Tensor& k, const Te
   const DeviceScope scope(in.q);
   const auto fo = in.C0.options();
   Tensor h = empty_output({z.B, z.NH, z.S, z.DV}, in.q.options());
-  Tensor C_T = empty_output(in.C0.sizes(), fo), n_T = empty_output(in.n0.sizes(), fo), m_T = empty_output(in.m0.sizes(), fo);
+  Tensor C_T = empty_output(in.C0.sizes(), fo), n_T = empty_output(in.n0.sizes(), fo),
+         m_T = empty_output(in.m0.sizes(), fo);
   Tensor C_starts = empty_output({z.B, z.NH, z.chunks, z.DQK, z.DV}, fo);
   Tensor n_starts = empty_output({z.B, z.NH, z.chunks, z.DQK}, fo);
   Tensor m_all = empty_output({z.B, z.NH, z.S}, fo), qn_all = empty_output({z.B, z.NH, z.S}, fo);
@@ -78,7 +80,7 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
   const MlstmChunkwiseInputs in = chunkwise_launch(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op);
   const MlstmChunkwiseSizes& z = in.z;
   mlstm_chunkwise_check_backward_inputs(z, in.q.device(), dh, dC_T, dn_T, dm_T, h, C_T, n_T, C_starts, n_starts, m_all,
-                                  qn_all, op);
+                                        qn_all, op);
   const int64_t state_smem = mlstm_chunkwise_state_smem_floats();
   const int64_t intra_smem = mlstm_chunkwise_bwd_intra_smem_floats(z.L);
   check_chunk_shared_memory(std::max(state_smem, intra_smem), op);
@@ -132,8 +134,8 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
       mlstm_chunkwise_backward_launch(p, launch_shape(z, state_smem, intra_smem, scope.stream()));
     });
   }
-  auto [di_out, df, dm0_out] =
-      mlstm_chunkwise_finish_gate_grads(z, di, d_log_f, dm0, dden, in.i, in.f, in.m0, m_all_c, dC_T_c, C_T, dn_T_c, n_T, dm_T, eps);
+  auto [di_out, df, dm0_out] = mlstm_chunkwise_finish_gate_grads(z, di, d_log_f, dm0, dden, in.i, in.f, in.m0, m_all_c,
+                                                                 dC_T_c, C_T, dn_T_c, n_T, dm_T, eps);
   return {dq, dk, dv, di_out, df, dC0, dn0, dm0_out};
 }
 

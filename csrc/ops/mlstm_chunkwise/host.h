@@ -29,10 +29,10 @@ struct MlstmChunkwiseSizes {
 };
 
 inline MlstmChunkwiseSizes mlstm_chunkwise_check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                             const at::Tensor& i, const at::Tensor& f, const at::Tensor& C0,
-                                             const at::Tensor& n0, const at::Tensor& m0, int64_t chunk_size,
-                                             double eps, const char* op, at::DeviceType device_type,
-                                             bool float64_ok) {
+                                                        const at::Tensor& i, const at::Tensor& f, const at::Tensor& C0,
+                                                        const at::Tensor& n0, const at::Tensor& m0, int64_t chunk_size,
+                                                        double eps, const char* op, at::DeviceType device_type,
+                                                        bool float64_ok) {
   check_rank(q, op, "q", 4, "[B, NH, S, DHQK]");
   check_rank(v, op, "v", 4, "[B, NH, S, DHV]");
   check_leading_input(q, op, "q", device_type, float64_ok);
@@ -63,10 +63,10 @@ struct MlstmChunkwiseInputs {
   double eps;
 };
 
-inline MlstmChunkwiseInputs mlstm_chunkwise_inputs(const MlstmChunkwiseSizes& z, const at::Tensor& q, const at::Tensor& k,
-                                        const at::Tensor& v, const at::Tensor& i, const at::Tensor& f,
-                                        const at::Tensor& C0, const at::Tensor& n0, const at::Tensor& m0, double eps,
-                                        at::ScalarType compute) {
+inline MlstmChunkwiseInputs mlstm_chunkwise_inputs(const MlstmChunkwiseSizes& z, const at::Tensor& q,
+                                                   const at::Tensor& k, const at::Tensor& v, const at::Tensor& i,
+                                                   const at::Tensor& f, const at::Tensor& C0, const at::Tensor& n0,
+                                                   const at::Tensor& m0, double eps, at::ScalarType compute) {
   const auto in = [&](const at::Tensor& t) { return t.to(compute).contiguous(); };
   return {z, in(q), in(k), in(v), in(i), in(f), C0.contiguous(), n0.contiguous(), m0.contiguous(), eps};
 }
@@ -75,7 +75,7 @@ inline MlstmChunkwiseInputs mlstm_chunkwise_inputs(const MlstmChunkwiseSizes& z,
 // allocated them.
 template <typename scalar_t, typename state_t>
 void mlstm_chunkwise_fill_params(MlstmChunkwiseParams<scalar_t, state_t>& p, const MlstmChunkwiseInputs& in,
-                           const at::Tensor& C_starts, const at::Tensor& n_starts, const at::Tensor& m_all) {
+                                 const at::Tensor& C_starts, const at::Tensor& n_starts, const at::Tensor& m_all) {
   const MlstmChunkwiseSizes& z = in.z;
   p.bh = z.bh();
   p.seq = z.S;
@@ -99,11 +99,12 @@ void mlstm_chunkwise_fill_params(MlstmChunkwiseParams<scalar_t, state_t>& p, con
 }
 
 // The backward op's extra arguments: upstream gradients and what the forward saved.
-inline void mlstm_chunkwise_check_backward_inputs(const MlstmChunkwiseSizes& z, const at::Device& dev, const at::Tensor& dh,
-                                            const at::Tensor& dC_T, const at::Tensor& dn_T, const at::Tensor& dm_T,
-                                            const at::Tensor& h, const at::Tensor& C_T, const at::Tensor& n_T,
-                                            const at::Tensor& C_starts, const at::Tensor& n_starts,
-                                            const at::Tensor& m_all, const at::Tensor& qn_all, const char* op) {
+inline void mlstm_chunkwise_check_backward_inputs(const MlstmChunkwiseSizes& z, const at::Device& dev,
+                                                  const at::Tensor& dh, const at::Tensor& dC_T, const at::Tensor& dn_T,
+                                                  const at::Tensor& dm_T, const at::Tensor& h, const at::Tensor& C_T,
+                                                  const at::Tensor& n_T, const at::Tensor& C_starts,
+                                                  const at::Tensor& n_starts, const at::Tensor& m_all,
+                                                  const at::Tensor& qn_all, const char* op) {
   check_tensor(dh, op, "grad h", {z.B, z.NH, z.S, z.DV}, z.dtype, dev, "like h");
   check_tensor(dC_T, op, "grad C", {z.B, z.NH, z.DQK, z.DV}, z.state, dev, "like state C");
   check_tensor(dn_T, op, "grad n", {z.B, z.NH, z.DQK}, z.state, dev, "like state n");

@@ -30,7 +30,9 @@ struct ChunkGates {
   float *a, *b, *mx;
 };
 
-__device__ __forceinline__ ChunkGates chunk_gates_at(float* smem) { return {smem, smem + kMaxChunk, smem + 2 * kMaxChunk}; }
+__device__ __forceinline__ ChunkGates chunk_gates_at(float* smem) {
+  return {smem, smem + kMaxChunk, smem + 2 * kMaxChunk};
+}
 
 // Hillis-Steele inclusive scan of x[0, n) (n <= blockDim.x) in place; barrier-separated.
 template <typename Op>
@@ -65,7 +67,9 @@ struct StateRef {
   float *C, *n;
   int dqk, dv;
   __device__ __forceinline__ bool inside(int d, int j) const { return d < dqk && j <= dv; }
-  __device__ __forceinline__ float& at(int d, int j) const { return j < dv ? C[static_cast<int64_t>(d) * dv + j] : n[d]; }
+  __device__ __forceinline__ float& at(int d, int j) const {
+    return j < dv ? C[static_cast<int64_t>(d) * dv + j] : n[d];
+  }
   __device__ __forceinline__ float get(int d, int j) const { return inside(d, j) ? at(d, j) : 0.f; }
 };
 
@@ -163,7 +167,8 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
     store_tile(acc, state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV), d0, j0);
     scan_chunk_gates(i + start, f + start, len, m_p, g);
     const float mx_end = g.mx[len - 1], decay = exp_(m_p - mx_end);
-    if (writes_m && static_cast<int>(threadIdx.x) < len) p.m_all[bh * S + start + threadIdx.x] = g.a[threadIdx.x] + g.mx[threadIdx.x];
+    if (writes_m && static_cast<int>(threadIdx.x) < len)
+      p.m_all[bh * S + start + threadIdx.x] = g.a[threadIdx.x] + g.mx[threadIdx.x];
     m_p = g.a[len - 1] + mx_end;
     if (static_cast<int>(threadIdx.x) < len) g.b[threadIdx.x] = p.scale * exp_(g.b[threadIdx.x] - mx_end);  // s·WE
     __syncthreads();
@@ -410,7 +415,9 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
         for (int n = 0; n < ChunkTile::kMicro; ++n) {
           const int tt = rt + ChunkTile::row(r), d = dt + ChunkTile::col(n);
           const bool in = ChunkTile::row(r) < rows && d < DQK;
-          if (in) p.dq[(row0 + tt) * DQK + d] = static_cast<scalar_t>(p.scale * acc.v[r][n] + carry_weight(tt) * acc2.v[r][n]);
+          if (in)
+            p.dq[(row0 + tt) * DQK + d] =
+                static_cast<scalar_t>(p.scale * acc.v[r][n] + carry_weight(tt) * acc2.v[r][n]);
           acc2.v[r][n] *= in ? static_cast<float>(q[tt * DQK + d]) : 0.f;
         }
       add_row_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, rt, acc2);
@@ -430,13 +437,15 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           [&](int x, int n) { return dt + n < DQK ? static_cast<float>(q[(ct + x) * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
       tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1, [&](int m, int j) { return m < cols ? v_ext(v + static_cast<int64_t>(ct + m) * DV, j, DV) : 0.f; },
+          acc2, DV + 1,
+          [&](int m, int j) { return m < cols ? v_ext(v + static_cast<int64_t>(ct + m) * DV, j, DV) : 0.f; },
           [&](int j, int n) { return d_end.get(dt + n, j); }, stage);
       for (int r = 0; r < ChunkTile::kMicro; ++r)
         for (int n = 0; n < ChunkTile::kMicro; ++n) {
           const int u = ct + ChunkTile::row(r), d = dt + ChunkTile::col(n);
           const bool in = ChunkTile::row(r) < cols && d < DQK;
-          if (in) p.dk[(row0 + u) * DQK + d] = static_cast<scalar_t>(p.scale * (acc.v[r][n] + end_weight(u) * acc2.v[r][n]));
+          if (in)
+            p.dk[(row0 + u) * DQK + d] = static_cast<scalar_t>(p.scale * (acc.v[r][n] + end_weight(u) * acc2.v[r][n]));
           acc2.v[r][n] *= in ? p.scale * static_cast<float>(k[u * DQK + d]) : 0.f;
         }
       add_row_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, ct, acc2);
@@ -463,7 +472,8 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   // Gate gradients with the stabiliser fixed. Log weights: intra E[t,u] = a_t - a_u + i_u, carry
   // a_t + m_p, chunk end A - a_u + i_u and A + m_p (A = a at the chunk end).
   float sums[3] = {0.f, 0.f, 0.f};  // Σ de_end, Σ de_carry, dGE = Σ dC'_end ∘ C'_p
-  for (int x = t; x < DQK * (DV + 1); x += blockDim.x) sums[2] += d_end.at(x / (DV + 1), x % (DV + 1)) * carried.at(x / (DV + 1), x % (DV + 1));
+  for (int x = t; x < DQK * (DV + 1); x += blockDim.x)
+    sums[2] += d_end.at(x / (DV + 1), x % (DV + 1)) * carried.at(x / (DV + 1), x % (DV + 1));
   float de_end = 0.f, de_carry = 0.f;
   if (t < len) {
     de_end = end_weight(t) * kY[t];

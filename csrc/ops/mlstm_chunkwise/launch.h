@@ -20,9 +20,11 @@ template <typename scalar_t>
 void mlstm_chunkwise_forward_launch(const MlstmChunkwiseFwdParams<scalar_t>& p, const MlstmChunkwiseLaunchShape& shape);
 // dh·h of every step at full precision, for the backward of low-precision inputs (chunk grid).
 template <typename scalar_t>
-void mlstm_chunkwise_dh_dot_h_launch(const MlstmChunkwiseFwdParams<scalar_t>& p, const MlstmChunkwiseLaunchShape& shape);
+void mlstm_chunkwise_dh_dot_h_launch(const MlstmChunkwiseFwdParams<scalar_t>& p,
+                                     const MlstmChunkwiseLaunchShape& shape);
 // The backward state pass, then the intra-chunk pass.
 template <typename scalar_t>
-void mlstm_chunkwise_backward_launch(const MlstmChunkwiseBwdParams<scalar_t>& p, const MlstmChunkwiseLaunchShape& shape);
+void mlstm_chunkwise_backward_launch(const MlstmChunkwiseBwdParams<scalar_t>& p,
+                                     const MlstmChunkwiseLaunchShape& shape);
 
 }  // namespace xlstm

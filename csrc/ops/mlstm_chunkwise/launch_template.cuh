@@ -16,19 +16,22 @@ void launch_state_then_chunk_pass(void (*state_pass)(Params), void (*chunk_pass)
 }
 
 template <typename scalar_t>
-void mlstm_chunkwise_forward_launch(const MlstmChunkwiseFwdParams<scalar_t>& p, const MlstmChunkwiseLaunchShape& shape) {
-  launch_state_then_chunk_pass(mlstm_chunkwise_fwd_states_kernel<scalar_t>, mlstm_chunkwise_fwd_outputs_kernel<scalar_t>,
-                               p, shape);
+void mlstm_chunkwise_forward_launch(const MlstmChunkwiseFwdParams<scalar_t>& p,
+                                    const MlstmChunkwiseLaunchShape& shape) {
+  launch_state_then_chunk_pass(mlstm_chunkwise_fwd_states_kernel<scalar_t>,
+                               mlstm_chunkwise_fwd_outputs_kernel<scalar_t>, p, shape);
 }
 
 template <typename scalar_t>
-void mlstm_chunkwise_dh_dot_h_launch(const MlstmChunkwiseFwdParams<scalar_t>& p, const MlstmChunkwiseLaunchShape& shape) {
+void mlstm_chunkwise_dh_dot_h_launch(const MlstmChunkwiseFwdParams<scalar_t>& p,
+                                     const MlstmChunkwiseLaunchShape& shape) {
   launch_kernel(mlstm_chunkwise_bwd_dh_dot_h_kernel<scalar_t>, shape.chunk_grid, dim3(MlstmChunkwiseTraits::kThreads),
                 shape.chunk_smem_bytes, shape.stream, p);
 }
 
 template <typename scalar_t>
-void mlstm_chunkwise_backward_launch(const MlstmChunkwiseBwdParams<scalar_t>& p, const MlstmChunkwiseLaunchShape& shape) {
+void mlstm_chunkwise_backward_launch(const MlstmChunkwiseBwdParams<scalar_t>& p,
+                                     const MlstmChunkwiseLaunchShape& shape) {
   launch_state_then_chunk_pass(mlstm_chunkwise_bwd_states_kernel<scalar_t>, mlstm_chunkwise_bwd_intra_kernel<scalar_t>,
                                p, shape);
 }

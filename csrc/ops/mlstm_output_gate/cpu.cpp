@@ -19,7 +19,8 @@ constexpr int64_t kFeatureGrain = 16;
 
 Tensor mlstm_output_gate_cpu(const Tensor& h, const Tensor& x_conv, const Tensor& z, const Tensor& norm_weight,
                              const Tensor& skip) {
-  const MlstmOutputGateInputs in = mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, "mlstm_output_gate", at::kCPU, true);
+  const MlstmOutputGateInputs in =
+      mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, "mlstm_output_gate", at::kCPU, true);
   Tensor y = mlstm_output_gate_output(in, empty_cpu_output);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.h.scalar_type(), "mlstm_output_gate_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -29,7 +30,8 @@ Tensor mlstm_output_gate_cpu(const Tensor& h, const Tensor& x_conv, const Tensor
       for (int64_t r = first; r < last; ++r) {
         XLSTM_INDEPENDENT_ITERATIONS
         for (int64_t d = 0; d < p.dim; ++d)
-          p.y[r * p.dim + d] = scalar_t(mlstm_output_gate(p.h_at(r, d), p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]));
+          p.y[r * p.dim + d] =
+              scalar_t(mlstm_output_gate(p.h_at(r, d), p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]));
       }
     });
   });

@@ -29,7 +29,8 @@ Tensor mlstm_output_gate_cuda(const Tensor& h, const Tensor& x_conv, const Tenso
 Tensors5 mlstm_output_gate_backward_cuda(const Tensor& dy, const Tensor& h, const Tensor& x_conv, const Tensor& z,
                                          const Tensor& norm_weight, const Tensor& skip) {
   const char* op = "mlstm_output_gate_backward";
-  const MlstmOutputGateInputs in = mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, op, XLSTM_KERNEL_DEVICE, false);
+  const MlstmOutputGateInputs in =
+      mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, op, XLSTM_KERNEL_DEVICE, false);
   const DeviceScope scope(in.h);
   const MlstmOutputGateBackwardTensors t = mlstm_output_gate_backward_tensors(in, dy, op, empty_output);
   const RowTiles tiles = row_tiles(in.rows, 64);
@@ -46,7 +47,8 @@ Tensors5 mlstm_output_gate_backward_cuda(const Tensor& dy, const Tensor& h, cons
                   partial.data_ptr<float>());
   });
   const Tensor totals = sum_tile_partials(partial);  // (2, D)
-  return {t.dh, t.dx_conv, t.dz, totals[0].to(norm_weight.scalar_type()).clone(), totals[1].to(skip.scalar_type()).clone()};
+  return {t.dh, t.dx_conv, t.dz, totals[0].to(norm_weight.scalar_type()).clone(),
+          totals[1].to(skip.scalar_type()).clone()};
 }
 
 }  // namespace xlstm

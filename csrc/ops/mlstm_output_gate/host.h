@@ -17,9 +17,9 @@ struct MlstmOutputGateInputs {
   int64_t rows, D;
 };
 
-inline MlstmOutputGateInputs mlstm_output_gate_inputs(const at::Tensor& h, const at::Tensor& x_conv, const at::Tensor& z,
-                                           const at::Tensor& w, const at::Tensor& s, const char* op,
-                                           at::DeviceType device_type, bool float64_ok) {
+inline MlstmOutputGateInputs mlstm_output_gate_inputs(const at::Tensor& h, const at::Tensor& x_conv,
+                                                      const at::Tensor& z, const at::Tensor& w, const at::Tensor& s,
+                                                      const char* op, at::DeviceType device_type, bool float64_ok) {
   check_rank(h, op, "h", 2, "[N, D]");
   check_leading_input(h, op, "h", device_type, float64_ok);
   const at::ScalarType st = h.scalar_type();
@@ -59,10 +59,12 @@ inline at::Tensor mlstm_output_gate_output(const MlstmOutputGateInputs& in, Outp
 struct MlstmOutputGateBackwardTensors {
   at::Tensor dy, dh, dx_conv, dz;
 };
-inline MlstmOutputGateBackwardTensors mlstm_output_gate_backward_tensors(const MlstmOutputGateInputs& in, const at::Tensor& dy, const char* op,
-                                         OutputAllocator alloc) {
+inline MlstmOutputGateBackwardTensors mlstm_output_gate_backward_tensors(const MlstmOutputGateInputs& in,
+                                                                         const at::Tensor& dy, const char* op,
+                                                                         OutputAllocator alloc) {
   check_tensor(dy, op, "dy", {in.rows, in.D}, in.h.scalar_type(), in.h.device(), "[N, D], like the output");
-  return {dy.contiguous(), mlstm_output_gate_output(in, alloc), mlstm_output_gate_output(in, alloc), mlstm_output_gate_output(in, alloc)};
+  return {dy.contiguous(), mlstm_output_gate_output(in, alloc), mlstm_output_gate_output(in, alloc),
+          mlstm_output_gate_output(in, alloc)};
 }
 
 }  // namespace xlstm

@@ -19,7 +19,8 @@ __global__ void mlstm_output_gate_fwd_kernel(MlstmOutputGateParams<scalar_t, flo
 }
 
 template <typename scalar_t>
-__global__ void mlstm_output_gate_bwd_kernel(MlstmOutputGateParams<scalar_t, float> p, int64_t rows_per_block, float* partial) {
+__global__ void mlstm_output_gate_bwd_kernel(MlstmOutputGateParams<scalar_t, float> p, int64_t rows_per_block,
+                                             float* partial) {
   XLSTM_DYNAMIC_SHARED(float, scratch);  // blockDim.y x blockDim.x
   const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t first = blockIdx.y * rows_per_block;
@@ -29,7 +30,7 @@ __global__ void mlstm_output_gate_bwd_kernel(MlstmOutputGateParams<scalar_t, flo
     for (int64_t r = first + threadIdx.y; r < last; r += blockDim.y) {
       const int64_t e = r * p.dim + d;
       const MlstmOutputGateGrads<float> g = mlstm_output_gate_backward(static_cast<float>(p.dy[e]), p.h_at(r, d),
-                                                            p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]);
+                                                                       p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]);
       p.dh[e] = static_cast<scalar_t>(g.dh);
       p.dx_conv[e] = static_cast<scalar_t>(g.dx_conv);
       p.dz[e] = static_cast<scalar_t>(g.dz);

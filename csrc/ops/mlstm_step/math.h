@@ -79,7 +79,7 @@ struct MlstmGateGrads {
 // Gradients of i, f and the old m from those of a, b and m' (m' taken as a function of i, f, m).
 template <typename T>
 XLSTM_HOST_DEVICE MlstmGateGrads<T> mlstm_gates_backward(T i, T f, T m_old, const MlstmGates<T>& g, T d_decay,
-                                                    T d_input, T dm_new) {
+                                                         T d_input, T dm_new) {
   const T from_decay = g.decay * d_decay, from_input = g.input * d_input;
   const T dm = dm_new - from_decay - from_input;
   const MaxGrad<T> split = max_backward(g.log_f + m_old, i, dm);

@@ -122,8 +122,7 @@ void for_each_tile(const SlstmInputs& in, const Fn& fn) {
 
 }  // namespace
 
-Tensors3 slstm_forward_cpu(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial,
-                            bool save_trace) {
+Tensors3 slstm_forward_cpu(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial, bool save_trace) {
   const SlstmInputs in = slstm_inputs(x, R, b, initial, "slstm_forward", at::kCPU, true);
   auto [h, trace] = slstm_forward_outputs(in, save_trace, empty_cpu_output);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.x.scalar_type(), "slstm_forward_cpu", [&] {

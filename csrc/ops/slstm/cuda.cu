@@ -47,8 +47,7 @@ const char* slstm_cuda_path(int64_t dh, bool backward) {
   }
 }
 
-Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial,
-                             bool save_trace) {
+Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, const Tensor& initial, bool save_trace) {
   const char* op = "slstm_forward";
   const SlstmInputs in = slstm_inputs(x, R, b, initial, op, XLSTM_KERNEL_DEVICE, false);
   check_grid(in, op);

@@ -56,7 +56,10 @@ __global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? k
       float acc[kSlstmBatchTile];
 #pragma unroll
       for (int bb = 0; bb < kSlstmBatchTile; ++bb)
-        acc[bb] = bias[gj] + (bb < rows ? static_cast<float>(p.x[(b0 + bb) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h + gj]) : 0.f);
+        acc[bb] =
+            bias[gj] +
+            (bb < rows ? static_cast<float>(p.x[(b0 + bb) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h + gj])
+                       : 0.f);
 #pragma unroll
       for (int k = 0; k < kRegRows; ++k)
 #pragma unroll
@@ -75,8 +78,8 @@ __global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? k
       const int64_t b = b0 + bb;
       const float* raw = raw_s + bb * G;
       const float n_prev = p.trace[p.trace_index(2, b, t, h) + j];
-      const SlstmGates<float> g =
-          slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev, p.trace[p.trace_index(3, b, t, h) + j]);
+      const SlstmGates<float> g = slstm_gates(raw[j], raw[DH + j], raw[2 * DH + j], raw[3 * DH + j], n_prev,
+                                              p.trace[p.trace_index(3, b, t, h) + j]);
       const SlstmCell<float> cell = slstm_cell(g, p.trace[p.trace_index(1, b, t, h) + j], n_prev);
       p.trace[p.trace_index(0, b, t + 1, h) + j] = cell.h;
       p.trace[p.trace_index(1, b, t + 1, h) + j] = cell.c;
