@@ -1,5 +1,4 @@
 """Shared test helpers: backends, seeded inputs and the spec's error bounds (../shared/xlstm-spec.md)."""
-import importlib.util
 import os
 import sys
 import zlib
@@ -11,19 +10,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def _load_checkout_reference():
-    """This checkout's python_ref/ as xlstm_cuda.reference. An editable install maps that name to the
-    python_ref/ of the tree it was installed from, which need not be this one (a git worktree)."""
-    spec = importlib.util.spec_from_file_location("xlstm_cuda.reference", ROOT / "python_ref" / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT / "python_ref")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-
-
-_load_checkout_reference()
 
 import xlstm_cuda  # noqa: E402
 
