@@ -6,6 +6,7 @@ applied, so that bfloat16 models round where the reference implementations round
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -35,9 +36,12 @@ class RMSNorm(nn.Module):
         """x (..., num_features) -> same shape and dtype."""
         _check_features("RMSNorm", x, self.num_features)
         y = x.float() if self.force_float32_reductions else x
-        y = (y * torch.rsqrt(y.square().mean(-1, keepdim=True) + self.eps)).to(x.dtype)
-        if self.weight is not None:
-            y = y * self.weight
+        if y.dtype == x.dtype:  # no rounding between the normalisation and the scale: one fused call
+            y = F.rms_norm(y, (self.num_features,), self.weight, self.eps)
+        else:
+            y = F.rms_norm(y, (self.num_features,), eps=self.eps).to(x.dtype)
+            if self.weight is not None:
+                y = y * self.weight
         if self.bias is not None:
             y = y + self.bias
         return y
@@ -67,8 +71,7 @@ class MultiHeadLayerNorm(nn.Module):
             raise ValueError(f"MultiHeadLayerNorm: x must have shape [..., {self.num_heads}, {self.head_dim}], "
                              f"got {list(x.shape)}")
         y = x.float() if self.force_float32_reductions else x
-        var, mean = torch.var_mean(y, dim=-1, keepdim=True, unbiased=False)
-        y = ((y - mean) * torch.rsqrt(var + self.eps)).to(x.dtype).flatten(-2)
+        y = F.layer_norm(y, (self.head_dim,), eps=self.eps).to(x.dtype).flatten(-2)
         if self.weight is not None:
             y = y * self.weight
         if self.bias is not None:

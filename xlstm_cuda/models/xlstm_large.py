@@ -278,15 +278,18 @@ class xLSTMLarge(nn.Module):
         self.backbone = xLSTMLargeBackbone(config)
         self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
         self.reset_parameters()
-        self._lm_head_column_major()
+        self._linears_column_major()
 
-    def _lm_head_column_major(self) -> None:
-        """Store the LM head's (V, D) weight column-major (its transpose contiguous): a token's logits
-        are then one GEMV over D contiguous rows of V, which MKL runs near the memory bandwidth, where
-        the row-major layout ran at a quarter of it (BENCHMARKS.md). Values and shape are unchanged."""
-        weight = self.lm_head.weight
-        if not weight.t().is_contiguous():
-            self.lm_head.weight = nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
+    def _linears_column_major(self) -> None:
+        """Store every Linear's (out, in) weight column-major (its transpose contiguous): a token's
+        projection is then one GEMV over `in` contiguous rows of `out`, which MKL streams at about the
+        memory bandwidth; the row-major layout ran the LM head at a quarter of it and the wide block
+        projections at two thirds (BENCHMARKS.md). Prompt-length GEMMs run at the same rate in both
+        layouts. Values and shapes are unchanged; a weight already so is kept (not copied)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and not module.weight.t().is_contiguous():
+                weight = module.weight
+                module.weight = nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -479,10 +482,10 @@ def _empty_model(config: xLSTMLargeConfig) -> xLSTMLarge:
 
 def model_from_tensors(config: xLSTMLargeConfig, tensors: dict[str, torch.Tensor]) -> xLSTMLarge:
     """A model of `config` whose parameters are `tensors` (named as its state dict, in its weight mode;
-    not copied, except the LM head into its column-major layout)."""
+    not copied, except row-major Linear weights into their column-major layout)."""
     model = _empty_model(config)
     model.load_state_dict(tensors, assign=True)
-    model._lm_head_column_major()
+    model._linears_column_major()
     return model
 
 
