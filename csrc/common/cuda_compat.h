@@ -7,9 +7,10 @@
 #if defined(XLSTM_SIM)
 #include "sim/cuda_sim.h"
 #define XLSTM_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::xlstm_sim::dynamic_shared())
-#define XLSTM_STATIC_SHARED(type, name, dims) \
-  static type name dims;                      \
-  static const bool name##_poisoned_per_block_ = ::xlstm_sim::register_static_shared(&name, sizeof(name))
+#define XLSTM_STATIC_SHARED(type, name, dims)                         \
+  static type name dims;                                              \
+  [[maybe_unused]] static const bool name##_poisoned_per_block_ =     \
+      ::xlstm_sim::register_static_shared(&name, sizeof(name))
 #elif defined(__CUDACC__)
 // One untyped symbol: typed `extern __shared__` arrays in templates would clash between instances.
 #define XLSTM_DYNAMIC_SHARED(type, name)                                  \

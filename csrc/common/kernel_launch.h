@@ -52,8 +52,7 @@ void launch_kernel(void (*kernel)(KernelArgs...), LaunchBounds bounds, dim3 grid
 template <typename... KernelArgs, typename... Args>
 void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
                    Args&&... args) {
-  launch_kernel(kernel, LaunchBounds{}, grid, block, smem_bytes, stream,
-                std::forward<Args>(args)...);
+  launch_kernel(kernel, LaunchBounds{}, grid, block, smem_bytes, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace xlstm

@@ -174,7 +174,6 @@ T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
       xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), same_segment ? src : lane));
 }
 
-
 // CUDA's fast approximate intrinsics (the Programming Guide's table of single-precision
 // intrinsics: __expf's error grows with |x|, __fdividef is 2 ulp and returns 0 for huge divisors,
 // ...). The kernels call none; glibc declares several of these names as exact libm functions,
