@@ -1,4 +1,4 @@
-// Fiber scheduler behind cuda_sim.h: one block at a time, its threads as fibers.
+// Fiber scheduler behind cuda_sim.h: one block at a time in a shuffled order, its threads as fibers.
 #include "cuda_sim.h"
 
 #include <sys/mman.h>
@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -98,7 +99,6 @@ void start_context(FiberContext& c, void* stack, size_t bytes, void (*entry)()) 
 #endif
 
 constexpr size_t kFiberStackBytes = 512 * 1024;
-constexpr unsigned kMaxThreadsPerBlock = 1024;
 
 enum class FiberState { runnable, at_block_barrier, at_warp_barrier, done };
 
@@ -123,6 +123,7 @@ struct Scheduler {
   FiberContext scheduler_context;
   const std::function<void()>* body = nullptr;
   std::unique_ptr<unsigned char[]> dynamic_smem;
+  size_t dynamic_smem_bytes = 0;
   unsigned existing_lanes_last_warp = 0;  // lane mask of a partial last warp
   Fiber* running = nullptr;
   const void* scheduler_stack_bottom = nullptr;
@@ -133,6 +134,37 @@ struct Scheduler {
 
 thread_local Scheduler* tls_scheduler = nullptr;
 std::mutex launch_mutex;
+uint64_t launches = 0;  // under launch_mutex
+std::map<const void*, size_t> opt_in_dynamic_shared;  // per kernel, under launch_mutex
+
+struct MemoryRange {
+  unsigned char* begin;
+  size_t bytes;
+  bool contains(const void* p) const { return p >= begin && p < begin + bytes; }
+};
+std::vector<MemoryRange> static_shared;  // every XLSTM_STATIC_SHARED variable, under launch_mutex
+
+// 0xff bytes: NaN in any float type.
+void poison(const MemoryRange& range) {
+  if (range.bytes != 0) std::memset(range.begin, 0xff, range.bytes);
+}
+
+// A block starts with every byte of its shared memory, static and dynamic, poisoned.
+void poison_shared_memory(Scheduler& s) {
+  for (const MemoryRange& variable : static_shared) poison(variable);
+  poison({s.dynamic_smem.get(), s.dynamic_smem_bytes});
+}
+
+// Every block of the grid once, in a shuffled order: the GPU promises no order either.
+std::vector<dim3> block_order(dim3 grid, std::mt19937& rng) {
+  std::vector<dim3> blocks;
+  blocks.reserve(static_cast<size_t>(grid.x) * grid.y * grid.z);
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) blocks.emplace_back(bx, by, bz);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  return blocks;
+}
 
 [[noreturn]] void fail(const std::string& message) {
   throw std::runtime_error("xlstm_cuda emulation: " + message);
@@ -313,22 +345,69 @@ void syncwarp(unsigned mask) {
 
 void* dynamic_shared() { return active_scheduler("dynamic shared memory").dynamic_smem.get(); }
 
-void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
+bool running_block(RunningBlock* block) {
+  const Scheduler* s = tls_scheduler;
+  if (s == nullptr || s->running == nullptr) return false;
+  *block = {launches, s->running->thread.block_idx};
+  return true;
+}
+
+bool is_block_local(const void* address) {
+  const Scheduler& s = *tls_scheduler;
+  if (MemoryRange{static_cast<unsigned char*>(s.running->stack), kFiberStackBytes}.contains(address) ||
+      MemoryRange{s.dynamic_smem.get(), s.dynamic_smem_bytes}.contains(address))
+    return true;
+  for (const MemoryRange& variable : static_shared)
+    if (variable.contains(address)) return true;
+  return false;
+}
+
+bool register_static_shared(void* variable, size_t bytes) {
+  active_scheduler("static shared memory");  // runs inside a launch, so under launch_mutex
+  static_shared.push_back({static_cast<unsigned char*>(variable), bytes});
+  poison(static_shared.back());
+  return true;
+}
+
+cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
+  if (bytes < 0 || static_cast<size_t>(bytes) > kMaxDynamicSharedBytes) return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  opt_in_dynamic_shared[kernel] = static_cast<size_t>(bytes);
+  return cudaSuccess;
+}
+
+size_t max_dynamic_shared(const void* kernel) {
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  const auto found = opt_in_dynamic_shared.find(kernel);
+  return found == opt_in_dynamic_shared.end() ? kDefaultDynamicSharedBytes : found->second;
+}
+
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body,
+            const KernelLimits& limits) {
   const unsigned threads = block.x * block.y * block.z;
   if (threads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) fail("launch with an empty grid or block");
   if (threads > kMaxThreadsPerBlock) fail("launch with " + std::to_string(threads) + " threads per block (max 1024)");
+  if (threads > limits.max_threads_per_block)
+    fail("launch with " + std::to_string(threads) + " threads per block, above the kernel's __launch_bounds__ (" +
+         std::to_string(limits.max_threads_per_block) + ")");
   if (block.z > 64 || grid.y > 65535 || grid.z > 65535) fail("launch dimensions out of range");
   if (dynamic_smem_bytes > kMaxDynamicSharedBytes)
     fail("launch asks for " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory (max " +
          std::to_string(kMaxDynamicSharedBytes) + ")");
+  if (dynamic_smem_bytes > limits.max_dynamic_shared_bytes)
+    fail("launch asks for " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory, above the " +
+         std::to_string(limits.max_dynamic_shared_bytes) + " the kernel allows (above " +
+         std::to_string(kDefaultDynamicSharedBytes) +
+         " the kernel needs cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize))");
 
   std::lock_guard<std::mutex> lock(launch_mutex);
   static FiberStacks stacks;
-  static uint64_t launches = 0;
   std::mt19937 rng(static_cast<uint32_t>(initial_seed() + 7919 * launches++));
 
   Scheduler s;
   s.body = &body;
+  s.dynamic_smem_bytes = dynamic_smem_bytes;
+  s.dynamic_smem.reset(dynamic_smem_bytes ? new unsigned char[dynamic_smem_bytes] : nullptr);
   s.fibers.resize(threads);
   s.warps.resize((threads + warpSize - 1) / warpSize);
   const unsigned tail = threads % warpSize;
@@ -338,26 +417,23 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::functio
     ~Reset() { tls_scheduler = nullptr; }
   } reset;
 
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        s.dynamic_smem.reset(dynamic_smem_bytes ? new unsigned char[dynamic_smem_bytes] : nullptr);
-        if (dynamic_smem_bytes) std::memset(s.dynamic_smem.get(), 0xff, dynamic_smem_bytes);  // NaN in any float type
-        for (Warp& w : s.warps) w.arrived = 0;
-        unsigned t = 0;
-        for (unsigned tz = 0; tz < block.z; ++tz)
-          for (unsigned ty = 0; ty < block.y; ++ty)
-            for (unsigned tx = 0; tx < block.x; ++tx, ++t) {
-              Fiber& f = s.fibers[t];
-              f.thread = ThreadContext{dim3(tx, ty, tz), dim3(bx, by, bz), block, grid};
-              f.state = FiberState::runnable;
-              f.collectives = 0;
-              f.warp_mask = 0;
-              f.stack = stacks.get(t);
-              start_context(f.context, f.stack, kFiberStackBytes, fiber_entry);
-            }
-        run_block(s, rng);
-      }
+  for (const dim3& block_idx : block_order(grid, rng)) {
+    poison_shared_memory(s);
+    for (Warp& w : s.warps) w.arrived = 0;
+    unsigned t = 0;
+    for (unsigned tz = 0; tz < block.z; ++tz)
+      for (unsigned ty = 0; ty < block.y; ++ty)
+        for (unsigned tx = 0; tx < block.x; ++tx, ++t) {
+          Fiber& f = s.fibers[t];
+          f.thread = ThreadContext{dim3(tx, ty, tz), block_idx, block, grid};
+          f.state = FiberState::runnable;
+          f.collectives = 0;
+          f.warp_mask = 0;
+          f.stack = stacks.get(t);
+          start_context(f.context, f.stack, kFiberStackBytes, fiber_entry);
+        }
+    run_block(s, rng);
+  }
 }
 
 }  // namespace xlstm_sim

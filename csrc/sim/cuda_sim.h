@@ -5,7 +5,9 @@
 // reaches a barrier or a warp collective; the order in which fibers run between barriers is
 // shuffled on every launch, so code that reads another thread's data without a barrier sees stale
 // or poisoned (NaN) values. Warp collectives exchange values only when every lane named in the
-// mask has arrived, so code that assumes lock-step warps without saying so fails here too.
+// mask has arrived, so code that assumes lock-step warps without saying so fails here too. Blocks
+// run one at a time in a shuffled order, each starting with its shared memory (static and dynamic)
+// poisoned, so code that depends on block order or on shared memory left by another block fails.
 #pragma once
 
 #include <cmath>
@@ -20,9 +22,12 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+// The sim cannot read a kernel's bound from its declaration: the launch carries it
+// (xlstm::LaunchBounds, common/kernel_launch.h) and the sim checks it.
 #define __launch_bounds__(...)
-// Blocks run one after another, so one static instance per declaration serves every block.
-#define __shared__ static
+// Static shared memory is declared with XLSTM_STATIC_SHARED (common/cuda_compat.h), which the sim
+// poisons at every block start; a bare __shared__ would not be, so it does not compile here.
+#define __shared__ static_assert(false, "declare static shared memory with XLSTM_STATIC_SHARED(type, name, dims)");
 
 struct dim3 {
   unsigned x, y, z;
@@ -30,9 +35,23 @@ struct dim3 {
 };
 using cudaStream_t = struct CUstream_st*;
 
+// The one kernel attribute the project sets (kernel_launch.h), emulated so that a launch above 48 KB
+// of dynamic shared memory fails without it, as on the GPU.
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+
 namespace xlstm_sim {
 
 constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;  // sm_90's opt-in limit per block
+constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;  // the limit without the opt-in attribute
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+
+// What a launch may use of a kernel: its __launch_bounds__ and its opt-in shared memory
+// (cudaFuncAttributeMaxDynamicSharedMemorySize).
+struct KernelLimits {
+  unsigned max_threads_per_block = kMaxThreadsPerBlock;
+  size_t max_dynamic_shared_bytes = kDefaultDynamicSharedBytes;
+};
 
 struct ThreadContext {
   dim3 thread_idx, block_idx, block_dim, grid_dim;
@@ -48,9 +67,28 @@ unsigned warp_ballot(unsigned mask, bool predicate);
 void syncwarp(unsigned mask);
 // Dynamic shared memory of the running block, filled with NaN bytes at block start.
 void* dynamic_shared();
+// Registers a static shared variable (XLSTM_STATIC_SHARED, once per variable) and fills it with NaN
+// bytes, as the sim then does at every block start. Blocks run one after another, so one instance
+// serves every block.
+bool register_static_shared(void* variable, size_t bytes);
 // Runs `body` for every thread of every block; throws std::runtime_error on a bad configuration
-// or on a barrier / collective that can never complete.
-void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
+// (one beyond the GPU's limits or the kernel's `limits`) or on a barrier / collective that can
+// never complete.
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body,
+            const KernelLimits& limits = {});
+// For the cross-block race check (race_check.cpp): the block running on this OS thread, if any (a
+// launch counter tells launches apart), and whether an address is that block's own memory (its
+// threads' stacks, its shared memory) rather than memory the launch was given.
+struct RunningBlock {
+  uint64_t launch;
+  dim3 block_idx;
+};
+bool running_block(RunningBlock* block);
+bool is_block_local(const void* address);
+// The kernel's opt-in dynamic shared memory (cudaFuncSetAttribute), kDefaultDynamicSharedBytes
+// until set; kernels are named by their address.
+cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
+size_t max_dynamic_shared(const void* kernel);
 
 template <typename T>
 uint64_t to_bits(T value) {
@@ -81,6 +119,21 @@ inline int lane_id() {
   const ThreadContext& t = current();
   const unsigned linear = t.thread_idx.x + t.block_dim.x * (t.thread_idx.y + t.block_dim.y * t.thread_idx.z);
   return static_cast<int>(linear % warpSize);
+}
+}  // namespace xlstm_sim
+
+template <typename... Args>
+cudaError_t cudaFuncSetAttribute(void (*kernel)(Args...), cudaFuncAttribute attribute, int value) {
+  if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+  return xlstm_sim::set_max_dynamic_shared(reinterpret_cast<const void*>(kernel), value);
+}
+
+namespace xlstm_sim {
+// The limits a launch of `kernel` runs under: `max_threads_per_block` (its __launch_bounds__) and
+// the dynamic shared memory its attribute allows.
+template <typename... Args>
+KernelLimits kernel_limits(void (*kernel)(Args...), unsigned max_threads_per_block = kMaxThreadsPerBlock) {
+  return {max_threads_per_block, max_dynamic_shared(reinterpret_cast<const void*>(kernel))};
 }
 }  // namespace xlstm_sim
 
@@ -121,3 +174,27 @@ T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
       xlstm_sim::warp_shuffle(mask, xlstm_sim::to_bits(var), same_segment ? src : lane));
 }
 
+// CUDA's fast approximate intrinsics (the Programming Guide's table of single-precision
+// intrinsics: __expf's error grows with |x|, __fdividef is 2 ulp and returns 0 for huge divisors,
+// ...). The kernels call none; glibc declares several of these names as exact libm functions,
+// which would make a kernel calling one pass here and miss its bound on the GPU, so the emulation
+// rejects them at compile time. A kernel that needs one gets a host version with its documented
+// error added here first.
+#define XLSTM_SIM_APPROXIMATE_INTRINSIC(name)                                                               \
+  ([] {                                                                                                     \
+    static_assert(sizeof(float) == 0, #name " is a CUDA approximate intrinsic that the emulation does not " \
+                                            "model (csrc/sim/cuda_sim.h): use the exact function");         \
+    return 0.f;                                                                                             \
+  }())
+#define __expf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__expf)
+#define __exp10f(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__exp10f)
+#define __logf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__logf)
+#define __log2f(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__log2f)
+#define __log10f(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__log10f)
+#define __powf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__powf)
+#define __sinf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__sinf)
+#define __cosf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__cosf)
+#define __sincosf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__sincosf)
+#define __tanf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__tanf)
+#define __tanhf(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__tanhf)
+#define __fdividef(...) XLSTM_SIM_APPROXIMATE_INTRINSIC(__fdividef)

@@ -1,5 +1,6 @@
 // Checks the emulation's own semantics (shuffles, votes, barriers, errors) against what the CUDA
 // programming guide specifies. Built and run by CMake's ctest; no torch needed.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -55,6 +56,17 @@ __global__ void read_dynamic_shared(float* out) {
   out[threadIdx.x] = smem[threadIdx.x];
 }
 
+__global__ void read_static_shared(float* out) {
+  XLSTM_STATIC_SHARED(float, staged, [32]);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = staged[threadIdx.x];
+  __syncthreads();
+  staged[threadIdx.x] = 0.f;  // what the next block must not see
+}
+
+__global__ void record_block_order(int* order, int* next) {
+  if (threadIdx.x == 0) order[(*next)++] = static_cast<int>(blockIdx.x + gridDim.x * blockIdx.y);
+}
+
 __global__ void divergent_shuffle(int* out) {
   if (threadIdx.x % 2 == 0) out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
   __syncthreads();
@@ -98,6 +110,28 @@ int main() {
     for (float v : out) all_nan = all_nan && std::isnan(v);
     expect(all_nan, "dynamic shared memory starts as NaN");
   }
+  {
+    std::vector<float> out(3 * 32);
+    xlstm_sim::launch(dim3(3), dim3(32), 0, [&] { read_static_shared(out.data()); });
+    bool all_nan = true;
+    for (float v : out) all_nan = all_nan && std::isnan(v);
+    expect(all_nan, "static shared memory starts as NaN in every block");
+  }
+  {
+    const int blocks = 6 * 5;
+    std::vector<int> order(blocks, -1);
+    int next = 0;
+    xlstm_sim::launch(dim3(6, 5), dim3(32), 0, [&] { record_block_order(order.data(), &next); });
+    std::vector<int> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    bool each_once = next == blocks;
+    for (int b = 0; b < blocks; ++b) each_once = each_once && sorted[b] == b;
+    expect(each_once, "every block runs once");
+    expect(!std::is_sorted(order.begin(), order.end()), "blocks run in a shuffled order");
+  }
+  expect_throw([] { xlstm_sim::launch(dim3(1), dim3(256), 0, [] {}, xlstm_sim::KernelLimits{128}); },
+               "__launch_bounds__");
+  expect_throw([] { xlstm_sim::launch(dim3(1), dim3(32), 64 * 1024, [] {}); }, "cudaFuncSetAttribute");
   std::vector<int> scratch(64);
   expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(64), 0, [&] { divergent_shuffle(scratch.data()); }); },
                "deadlock");

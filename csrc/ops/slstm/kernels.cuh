@@ -27,7 +27,7 @@ __device__ __forceinline__ SlstmBlock slstm_block(const SlstmParams<scalar_t, fl
 // Thread per gate column gj. With R split, a thread owns exactly one column (blockDim >= 4·DH)
 // and holds its first kSlstmRegisterRows entries in registers; shared memory has rows from there on.
 template <typename scalar_t, SlstmRPlace kPlace>
-__global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? kSlstmSplitMaxThreads : 1024)
+__global__ void __launch_bounds__(slstm_max_threads(kPlace))
     slstm_fwd_kernel(SlstmParams<scalar_t, float> p) {
   constexpr int kRegRows = slstm_register_rows(kPlace);
   XLSTM_DYNAMIC_SHARED(float, smem);
@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? k
 // gate's DH columns of Rᵀ for every row of the tile, then the four gates' partial sums added. With
 // Rᵀ split, a thread holds the first kSlstmRegisterRows entries of its (gate, k) slice in registers.
 template <typename scalar_t, SlstmRPlace kPlace>
-__global__ void __launch_bounds__(kPlace == SlstmRPlace::kRegistersAndShared ? kSlstmSplitMaxThreads : 1024)
+__global__ void __launch_bounds__(slstm_max_threads(kPlace))
     slstm_bwd_kernel(SlstmBwdParams<scalar_t, float> p) {
   constexpr int kRegRows = slstm_register_rows(kPlace);
   XLSTM_DYNAMIC_SHARED(float, smem);

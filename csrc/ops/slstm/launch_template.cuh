@@ -11,7 +11,8 @@ template <typename scalar_t>
 void slstm_forward_launch(const SlstmParams<scalar_t, float>& p, SlstmRPlace place, dim3 grid, dim3 block,
                           size_t smem_bytes, cudaStream_t stream) {
   enum_switch<SlstmRPlace::kShared, SlstmRPlace::kRegistersAndShared, SlstmRPlace::kGlobal>(place, [&](auto r) {
-    launch_kernel(slstm_fwd_kernel<scalar_t, decltype(r)::value>, grid, block, smem_bytes, stream, p);
+    launch_kernel(slstm_fwd_kernel<scalar_t, decltype(r)::value>, LaunchBounds{slstm_max_threads(r)}, grid, block,
+                  smem_bytes, stream, p);
   });
 }
 
@@ -19,7 +20,8 @@ template <typename scalar_t>
 void slstm_backward_launch(const SlstmBwdParams<scalar_t, float>& p, SlstmRPlace place, dim3 grid, dim3 block,
                            size_t smem_bytes, cudaStream_t stream) {
   enum_switch<SlstmRPlace::kShared, SlstmRPlace::kRegistersAndShared, SlstmRPlace::kGlobal>(place, [&](auto r) {
-    launch_kernel(slstm_bwd_kernel<scalar_t, decltype(r)::value>, grid, block, smem_bytes, stream, p);
+    launch_kernel(slstm_bwd_kernel<scalar_t, decltype(r)::value>, LaunchBounds{slstm_max_threads(r)}, grid, block,
+                  smem_bytes, stream, p);
   });
 }
 

@@ -21,6 +21,11 @@ constexpr int kSlstmSplitMaxThreads = 512;
 
 enum class SlstmRPlace { kShared, kRegistersAndShared, kGlobal };
 
+// The kernels' __launch_bounds__, and the bound their launches carry (xlstm::LaunchBounds).
+XLSTM_HOST_DEVICE constexpr unsigned slstm_max_threads(SlstmRPlace place) {
+  return place == SlstmRPlace::kRegistersAndShared ? unsigned{kSlstmSplitMaxThreads} : 1024u;
+}
+
 // Rows of each thread's slice of R kept in registers.
 XLSTM_HOST_DEVICE constexpr int slstm_register_rows(SlstmRPlace place) {
   return place == SlstmRPlace::kRegistersAndShared ? kSlstmRegisterRows : 0;
