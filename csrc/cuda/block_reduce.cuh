@@ -41,4 +41,20 @@ __device__ __forceinline__ float block_column_sum(float v, float* scratch) {
   return total;
 }
 
+// block_column_sum of N values per thread at once (two barriers in all): `scratch` holds
+// N * blockDim.x * blockDim.y floats.
+template <int N>
+__device__ __forceinline__ void block_column_sums(float (&v)[N], float* scratch) {
+  const unsigned threads = blockDim.x * blockDim.y, self = threadIdx.y * blockDim.x + threadIdx.x;
+  for (int e = 0; e < N; ++e) scratch[e * threads + self] = v[e];
+  __syncthreads();
+  for (int e = 0; e < N; ++e) {
+    float total = 0.f;
+    if (threadIdx.y == 0)
+      for (unsigned y = 0; y < blockDim.y; ++y) total += scratch[e * threads + y * blockDim.x + threadIdx.x];
+    v[e] = total;
+  }
+  __syncthreads();  // scratch may be reused by the next call
+}
+
 }  // namespace xlstm

@@ -161,3 +161,36 @@ def test_bench_reports_fractions_of_device_ceilings():
                   load_average_end=(0.0, 0.0, 0.0), torch="", git_commit=None, ceilings=ceilings)
     table = harness.format_table(dict(header=header, cases=[result]))
     assert "% HBM" in table and "% matmul" in table and "measured ceilings" in table
+    assert set(result["model"]) == {"fwd", "fwd_bwd"} and "model ms" in table
+
+
+def test_perf_model_covers_every_gpu_case(capsys):
+    """The static model prints a bound for every launch of every GPU case of the default and full
+    sizes, from the built module's register counts where it has sm_90 code, else the recorded ones."""
+    from xlstm_cuda.bench import perf_model
+
+    assert perf_model.main(["--preset", "full"]) == 0
+    out = capsys.readouterr().out
+    assert "ESTIMATES" in out
+    for name, params in perf_model._gpu_cases("full"):
+        estimate = perf_model.case_estimate(name, params)
+        assert estimate is not None, name
+        for phase in ("fwd", "fwd_bwd"):
+            assert 0 < estimate[phase] < 10 and estimate[f"{phase}_launches"], (name, params, phase)
+            assert all(launch["blocks_per_sm"] >= 1 for launch in estimate[f"{phase}_launches"])
+    step = perf_model.case_estimate("mlstm_step", dict(B=1, NH=8, DHQK=256, DHV=512))["fwd_launches"][0]
+    assert step["blocks"] == 128 and step["kernel"] == "mlstm_step_fwd"
+
+
+def test_perf_model_reads_registers_from_cuobjdump(monkeypatch):
+    """module_resources parses cuobjdump -res-usage's listing (fed a made-up one here)."""
+    from xlstm_cuda.bench import perf_model
+
+    listing = ("Resource usage:\n Common:\n  GLOBAL:0\n Function _ZN5xlstm21mlstm_step_fwd_kernelIN3c108BFloat16ELi4EEEvNS_"
+               "15MlstmStepParamsIT_fEE:\n  REG:72 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:640 TEXTURE:0 SURFACE:0\n")
+    monkeypatch.setattr(perf_model, "_cuobjdump", lambda: "cuobjdump")
+    monkeypatch.setattr(perf_model.subprocess, "run",
+                        lambda *args, **kwargs: type("Done", (), dict(stdout=listing))())
+    resources = perf_model.module_resources()
+    assert resources["mlstm_step_fwd"].registers == 72
+    assert resources["mlstm_step_bwd"] == perf_model.RESOURCES["mlstm_step_bwd"]

@@ -6,8 +6,10 @@ from xlstm_cuda import reference
 from conftest import BACKENDS, assert_all_close, assert_close, generator, numerics_matrix, randn
 from inputs import step_inputs
 
-# (B, NH, DHQK, DHV): odd sizes, DHQK != DHV, DHV past one sweep of a 256-thread block
-SHAPES = [(1, 1, 8, 8), (2, 3, 16, 32), (3, 2, 7, 33), (1, 2, 64, 300)]
+# (B, NH, DHQK, DHV): odd sizes, DHQK != DHV, DHV past one sweep of a 256-thread block and not a
+# whole number of the CUDA forward's 32-column slices, DHV % 4 != 0 (its scalar path), DHQK past
+# the 256 rows the forward holds in registers per sweep, and xLSTM 7B's heads
+SHAPES = [(1, 1, 8, 8), (2, 3, 16, 32), (3, 2, 7, 33), (1, 2, 64, 300), (1, 1, 300, 36), (1, 8, 256, 512)]
 
 
 def run_reference(inputs, state, dtype):
@@ -37,6 +39,24 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state
     grads_same = torch.autograd.grad(outs_same, ins_same + list(st_same or ()), [u.cpu() for u in upstream])
     assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
     assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_state_not_16_byte_aligned_matches_aligned(backend):
+    """A state C whose data starts 4 bytes past a 16-byte boundary takes the CUDA forward's scalar
+    path (DHV % 4 == 0 would otherwise give 16-byte accesses): same results as an aligned copy."""
+    gen = generator("unaligned", backend.name)
+    inputs, (C, n, m) = step_inputs(gen, 2, 3, 40, 64, torch.float32, backend.device, True)
+    storage = torch.empty(C.numel() + 1, dtype=C.dtype, device=C.device)
+    C_unaligned = storage[1:].view_as(C).copy_(C)
+    assert C_unaligned.data_ptr() % 16 != 0 and C.data_ptr() % 16 == 0
+    aligned = backend.ops.mlstm_step(*inputs, (C, n, m))
+    unaligned = backend.ops.mlstm_step(*inputs, (C_unaligned, n, m))
+    h64, state64 = reference.mlstm_step(*(t.double().cpu() for t in inputs), tuple(t.double().cpu() for t in (C, n, m)))
+    for name, a, u, ref in zip(["h", "C", "n", "m"], (aligned[0], *aligned[1]), (unaligned[0], *unaligned[1]),
+                               (h64, *state64)):
+        assert_close(name, u, ref)
+        assert_close(name, a, ref)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=str)

@@ -24,6 +24,7 @@ import torch
 
 import xlstm_cuda
 
+from . import perf_model
 from .cases import SUITES, Case
 
 PHASES = ("fwd", "fwd_bwd")
@@ -198,7 +199,16 @@ def run_case(case: Case, timer, budget_s: float, preset: Preset, ceilings: dict 
                         matmul=flops[phase] / (ours[phase]["median_ms"] * 1e-3) / ceilings["matmul_flops_per_s"],
                         bytes=traffic[phase], flops=flops[phase])
             for phase in PHASES if "median_ms" in ours[phase]}
+        result["model"] = model_estimate(case, ceilings)
     return result
+
+
+def model_estimate(case: Case, ceilings: dict) -> dict | None:
+    """The static performance model's lower bound for the case (perf_model.py), at the measured
+    ceilings, in ms per phase; None for cases it does not cover."""
+    estimate = perf_model.case_estimate(case.name, case.params,
+                                        perf_model.device_from_ceilings(ceilings, "this GPU"))
+    return None if estimate is None else {phase: estimate[phase] * 1e3 for phase in PHASES}
 
 
 def cpu_model() -> str:
@@ -294,7 +304,8 @@ def format_table(report: dict) -> str:
     baseline_names = list(dict.fromkeys(name for result in cases for name in result["baselines"]))
     on_gpu = report["header"]["ceilings"] is not None
     columns = ["case", "device", "dtype", "shape", "fwd ms", "fwd+bwd ms", "tokens/s fwd / fwd+bwd",
-               *(f"vs {name}" for name in baseline_names), *(["% HBM", "% matmul"] if on_gpu else [])]
+               *(f"vs {name}" for name in baseline_names),
+               *(["% HBM", "% matmul", "model ms fwd / fwd+bwd"] if on_gpu else [])]
     rows = []
     for result in cases:
         row = [result["name"], result["device"], result["dtype"], shape_of(result), time_cell(result["fwd"]),
@@ -309,6 +320,8 @@ def format_table(report: dict) -> str:
             fractions = [result["ceiling_fraction"].get(p) for p in PHASES]
             for ceiling in ("hbm", "matmul"):
                 row.append(pair([f and f[ceiling] for f in fractions], lambda x: f"{100 * x:.3g}"))
+            model = result.get("model")
+            row.append("-" if model is None else pair([model[p] for p in PHASES], lambda ms: f"{ms:.4g}"))
         rows.append(row)
     widths = [max(len(line[c]) for line in [columns, *rows]) for c in range(len(columns))]
     text_columns = 4  # left-aligned; the figures are right-aligned
@@ -330,6 +343,8 @@ def format_table(report: dict) -> str:
     if on_gpu:
         lines.append("% HBM, % matmul: compulsory memory traffic and model FLOPs per median time, "
                      "as % of the measured ceilings")
+        lines.append("model ms: the static performance model's lower bound (python -m xlstm_cuda.bench.perf_model) "
+                     "at the measured ceilings, an estimate")
     skipped = {f"{name}: skipped ({baseline['skipped']})" for result in cases
                for name, baseline in result["baselines"].items() if "skipped" in baseline}
     lines += sorted(skipped)

@@ -7,18 +7,38 @@
 namespace xlstm {
 namespace {
 
-constexpr int kThreads = 256;
+using Shape = HeadwiseLinearLaunchShape;
+
+// A block per (256 columns, rows_per_block time steps, batch row).
+dim3 headwise_grid(const HeadwiseLinearInputs& in, int64_t columns, int64_t rows_per_block, const char* op) {
+  const int64_t tiles = (in.S + rows_per_block - 1) / rows_per_block;
+  check_grid_extent(tiles, op, "the time tiles");
+  check_grid_extent(in.B, op, "the batch size B");
+  return dim3(static_cast<unsigned>((columns + Shape::kThreads - 1) / Shape::kThreads), static_cast<unsigned>(tiles),
+              static_cast<unsigned>(in.B));
+}
+
+// 4 inputs per load where every group's inputs start on a 4-element boundary.
+bool headwise_vector_loads(const HeadwiseLinearInputs& in) {
+  return in.I % 4 == 0 && in.x.stride(0) % 4 == 0 && in.x.stride(1) % 4 == 0 &&
+         aligned_to(in.x.data_ptr(), 4 * in.x.element_size()) && aligned_to(in.weight.data_ptr(), 4 * sizeof(float));
+}
 
 }  // namespace
 
 Tensor headwise_linear_cuda(const Tensor& x, const Tensor& weight, int64_t heads) {
-  const HeadwiseLinearInputs in =
-      headwise_linear_inputs(x, weight, heads, "headwise_linear", XLSTM_KERNEL_DEVICE, false);
+  const char* op = "headwise_linear";
+  const HeadwiseLinearInputs in = headwise_linear_inputs(x, weight, heads, op, XLSTM_KERNEL_DEVICE, false);
   const DeviceScope scope(in.x);
   Tensor y = headwise_linear_output(in, empty_output);
+  const dim3 grid = headwise_grid(in, in.G * in.O, Shape::kRowsPerBlock, op);
+  const bool vector_loads = headwise_vector_loads(in);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "headwise_linear_cuda", [&] {
-    launch_kernel(headwise_linear_fwd_kernel<scalar_t>, grid_stride_blocks(y.numel(), kThreads), dim3(kThreads), 0,
-                  scope.stream(), headwise_linear_params<scalar_t, float>(in, y, Tensor(), Tensor()));
+    const auto p = headwise_linear_params<scalar_t, float>(in, y, Tensor(), Tensor());
+    if (vector_loads)
+      launch_kernel(headwise_linear_fwd_kernel<scalar_t, 4>, grid, dim3(Shape::kThreads), 0, scope.stream(), p);
+    else
+      launch_kernel(headwise_linear_fwd_kernel<scalar_t, 1>, grid, dim3(Shape::kThreads), 0, scope.stream(), p);
   });
   return y;
 }
@@ -30,16 +50,15 @@ std::tuple<Tensor, Tensor> headwise_linear_backward_cuda(const Tensor& dy, const
   const DeviceScope scope(in.x);
   const Tensor dy_c = headwise_linear_dy(in, dy, op);
   Tensor dx = headwise_linear_dx(in, empty_output);
-  const RowTiles tiles = row_tiles(in.B * in.S, 256);
   const int64_t entries = in.weight.numel();
-  Tensor partial = empty_output({tiles.count, entries}, in.weight.options());
+  const dim3 dx_grid = headwise_grid(in, in.G * in.I, Shape::kRowsPerBlock, op);
+  const dim3 dw_grid = headwise_grid(in, entries, Shape::kWeightGradRows, op);
+  Tensor partial = empty_output({int64_t(dw_grid.z) * dw_grid.y, entries}, in.weight.options());
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "headwise_linear_backward_cuda", [&] {
     const auto p = headwise_linear_params<scalar_t, float>(in, Tensor(), dy_c, dx);
-    launch_kernel(headwise_linear_dx_kernel<scalar_t>, grid_stride_blocks(dx.numel(), kThreads), dim3(kThreads), 0,
-                  scope.stream(), p);
-    launch_kernel(headwise_linear_dw_kernel<scalar_t>,
-                  dim3(static_cast<unsigned>((entries + kThreads - 1) / kThreads), static_cast<unsigned>(tiles.count)),
-                  dim3(kThreads), 0, scope.stream(), p, tiles.rows_per_tile, partial.data_ptr<float>());
+    launch_kernel(headwise_linear_dx_kernel<scalar_t>, dx_grid, dim3(Shape::kThreads), 0, scope.stream(), p);
+    launch_kernel(headwise_linear_dw_kernel<scalar_t>, dw_grid, dim3(Shape::kThreads), 0, scope.stream(), p,
+                  partial.data_ptr<float>());
   });
   return {dx, sum_tile_partials(partial).reshape(in.weight.sizes()).to(weight.scalar_type())};
 }

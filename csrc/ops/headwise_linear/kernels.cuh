@@ -1,38 +1,93 @@
-// CUDA kernels of the headwise linear map: a thread per output (or input-gradient) element,
-// grid-striding; the weight gradient as per-tile partial sums, a thread per weight entry.
+// CUDA kernels of the headwise linear map: grid (columns / 256, time tiles, batch), a thread per
+// output (or input-gradient) column walking the kRowsPerBlock time steps of its block's tile, so
+// that the column's group, head and offsets are worked out once per thread, never per element;
+// the forward reads x and the weights kVec = 4 elements at a time (8- or 16-byte loads) where the
+// launch code found them aligned. The weight gradient as per-tile partial sums, a thread per
+// weight entry.
 #pragma once
 
 #include "common/cuda_compat.h"
+#include "cuda/vector_access.cuh"
 #include "ops/headwise_linear/math.h"
 
 namespace xlstm {
 
-template <typename scalar_t>
-__global__ void headwise_linear_fwd_kernel(HeadwiseLinearParams<scalar_t, float> p) {
-  const int64_t total = p.rows() * p.out_width();
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = e / p.out_width(), c = e % p.out_width();
-    p.y[p.out_index(n, c)] = static_cast<scalar_t>(p.output(n, c));
+struct HeadwiseLinearLaunchShape {
+  static constexpr int kThreads = 256;
+  static constexpr int kRowsPerBlock = 16;     // forward and dx
+  static constexpr int kWeightGradRows = 256;  // rows a dW partial sums
+};
+
+template <typename scalar_t, int kVec>
+__global__ void __launch_bounds__(HeadwiseLinearLaunchShape::kThreads)
+    headwise_linear_fwd_kernel(HeadwiseLinearParams<scalar_t, float> p) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= p.out_width()) return;
+  const int64_t b = blockIdx.z, first = int64_t(blockIdx.y) * HeadwiseLinearLaunchShape::kRowsPerBlock;
+  const int64_t last = first + HeadwiseLinearLaunchShape::kRowsPerBlock < p.seq
+                           ? first + HeadwiseLinearLaunchShape::kRowsPerBlock
+                           : p.seq;
+  const int64_t I = p.in_block, width = p.head_width();
+  const typename HeadwiseLinearParams<scalar_t, float>::OutColumn col = p.out_column(c);
+  const float* w = p.weight + c * I;  // W[g, o, :]
+  const int64_t x_offset = c / p.out_block * I;
+  scalar_t* y = p.y + p.out_head_row(b, col.head) * width + col.offset;
+  for (int64_t s = first; s < last; ++s) {
+    const scalar_t* xg = p.x_row(b, s) + x_offset;
+    float sum = 0.f;
+    for (int64_t i = 0; i < I; i += kVec) {
+      float xv[kVec], wv[kVec];
+      load_floats<kVec>(xv, xg + i);
+      load_floats<kVec>(wv, w + i);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) sum += wv[e] * xv[e];
+    }
+    y[s * width] = static_cast<scalar_t>(sum);
   }
 }
 
+// dx[n, g I + i] = Σ_o W[g, o, i] dy[n, g O + o]: a thread per input column.
 template <typename scalar_t>
-__global__ void headwise_linear_dx_kernel(HeadwiseLinearParams<scalar_t, float> p) {
-  const int64_t total = p.rows() * p.in_width();
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x)
-    p.dx[e] = static_cast<scalar_t>(p.input_grad(e / p.in_width(), e % p.in_width()));
+__global__ void __launch_bounds__(HeadwiseLinearLaunchShape::kThreads)
+    headwise_linear_dx_kernel(HeadwiseLinearParams<scalar_t, float> p) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= p.in_width()) return;
+  const int64_t b = blockIdx.z, first = int64_t(blockIdx.y) * HeadwiseLinearLaunchShape::kRowsPerBlock;
+  const int64_t last = first + HeadwiseLinearLaunchShape::kRowsPerBlock < p.seq
+                           ? first + HeadwiseLinearLaunchShape::kRowsPerBlock
+                           : p.seq;
+  const int64_t I = p.in_block, O = p.out_block, g = c / I, i = c - g * I, width = p.head_width();
+  const float* w = p.weight + g * O * I + i;  // W[g, :, i], stride I
+  const typename HeadwiseLinearParams<scalar_t, float>::OutColumn col = p.out_column(g * O);
+  const scalar_t* dy = p.dy + p.out_head_row(b, col.head) * width + col.offset;
+  scalar_t* dx = p.dx + b * p.seq * p.in_width() + c;
+  for (int64_t s = first; s < last; ++s) {
+    float sum = 0.f;
+    for (int64_t o = 0; o < O; ++o) sum += w[o * I] * static_cast<float>(dy[s * width + o]);
+    dx[s * p.in_width()] = static_cast<scalar_t>(sum);
+  }
 }
 
-// partial[blockIdx.y] (G*O*I): dW over the block's rows.
+// partial[blockIdx.z * gridDim.y + blockIdx.y] (G*O*I): dW[g, o, i] = Σ dy[n, g O + o] x[n, g I + i]
+// over the block's kWeightGradRows time steps of batch row blockIdx.z.
 template <typename scalar_t>
-__global__ void headwise_linear_dw_kernel(HeadwiseLinearParams<scalar_t, float> p, int64_t rows_per_block,
-                                          float* partial) {
+__global__ void __launch_bounds__(HeadwiseLinearLaunchShape::kThreads)
+    headwise_linear_dw_kernel(HeadwiseLinearParams<scalar_t, float> p, float* partial) {
   const int64_t entries = p.groups * p.out_block * p.in_block;
-  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= entries) return;
-  const int64_t first = blockIdx.y * rows_per_block;
-  const int64_t last = first + rows_per_block < p.rows() ? first + rows_per_block : p.rows();
-  partial[blockIdx.y * entries + e] = p.weight_grad(e, first, last);
+  const int64_t b = blockIdx.z, first = int64_t(blockIdx.y) * HeadwiseLinearLaunchShape::kWeightGradRows;
+  const int64_t last = first + HeadwiseLinearLaunchShape::kWeightGradRows < p.seq
+                           ? first + HeadwiseLinearLaunchShape::kWeightGradRows
+                           : p.seq;
+  const int64_t I = p.in_block, c = e / I, i = e - c * I, width = p.head_width();
+  const int64_t x_offset = c / p.out_block * I + i;
+  const typename HeadwiseLinearParams<scalar_t, float>::OutColumn col = p.out_column(c);
+  const scalar_t* dy = p.dy + p.out_head_row(b, col.head) * width + col.offset;
+  float sum = 0.f;
+  for (int64_t s = first; s < last; ++s)
+    sum += static_cast<float>(dy[s * width]) * static_cast<float>(p.x_row(b, s)[x_offset]);
+  partial[(int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * entries + e] = sum;
 }
 
 }  // namespace xlstm

@@ -33,34 +33,22 @@ struct HeadwiseLinearParams {
   XLSTM_HOST_DEVICE int64_t in_width() const { return groups * in_block; }
   XLSTM_HOST_DEVICE int64_t out_width() const { return groups * out_block; }
   XLSTM_HOST_DEVICE const scalar_t* x_row(int64_t n) const { return x + n / seq * x_stride_b + n % seq * x_stride_s; }
+  XLSTM_HOST_DEVICE const scalar_t* x_row(int64_t b, int64_t s) const { return x + b * x_stride_b + s * x_stride_s; }
+  XLSTM_HOST_DEVICE int64_t head_width() const { return out_width() / heads; }
+  // The head-major layout of y and dy: output column c of row (b, s) is element
+  // (out_head_row(b, head) + s) * head_width() + offset, with (head, offset) = out_column(c).
+  struct OutColumn {
+    int64_t head, offset;
+  };
+  XLSTM_HOST_DEVICE OutColumn out_column(int64_t c) const {
+    const int64_t h = c / head_width();
+    return {h, c - h * head_width()};
+  }
+  XLSTM_HOST_DEVICE int64_t out_head_row(int64_t b, int64_t head) const { return (b * heads + head) * seq; }
   // Where output column c of row n lives in y and dy.
   XLSTM_HOST_DEVICE int64_t out_index(int64_t n, int64_t c) const {
-    const int64_t width = out_width() / heads, h = c / width;
-    return ((n / seq * heads + h) * seq + n % seq) * width + c - h * width;
-  }
-  // Output column c of row n.
-  XLSTM_HOST_DEVICE acc_t output(int64_t n, int64_t c) const {
-    const acc_t* w = weight + c * in_block;  // W[g, o, :]
-    const scalar_t* xg = x_row(n) + c / out_block * in_block;
-    acc_t sum = 0;
-    for (int64_t i = 0; i < in_block; ++i) sum += w[i] * acc_t(xg[i]);
-    return sum;
-  }
-  // Input column c of row n of the gradient.
-  XLSTM_HOST_DEVICE acc_t input_grad(int64_t n, int64_t c) const {
-    const int64_t g = c / in_block, i = c % in_block;
-    const acc_t* w = weight + g * out_block * in_block + i;  // W[g, :, i], stride I
-    const scalar_t* dyg = dy + out_index(n, g * out_block);
-    acc_t sum = 0;
-    for (int64_t o = 0; o < out_block; ++o) sum += w[o * in_block] * acc_t(dyg[o]);
-    return sum;
-  }
-  // dW[g, o, i] (entry e of the flattened weight) over rows [first, last).
-  XLSTM_HOST_DEVICE acc_t weight_grad(int64_t e, int64_t first, int64_t last) const {
-    const int64_t c = e / in_block, i = e % in_block, g = c / out_block;
-    acc_t sum = 0;
-    for (int64_t n = first; n < last; ++n) sum += acc_t(dy[out_index(n, c)]) * acc_t(x_row(n)[g * in_block + i]);
-    return sum;
+    const OutColumn col = out_column(c);
+    return (out_head_row(n / seq, col.head) + n % seq) * head_width() + col.offset;
   }
 };
 

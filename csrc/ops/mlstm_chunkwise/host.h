@@ -118,6 +118,24 @@ inline void mlstm_chunkwise_check_backward_inputs(const MlstmChunkwiseSizes& z, 
   check_tensor(qn_all, op, "qn_all", {z.B, z.NH, z.S}, z.state, dev, "from the forward");
 }
 
+// Running sums Σ_{t<j} x[:, t] (j = 0..S) of x (rows, S) that come out the same bits on every run,
+// on every device: in 64-bit fixed point at a power-of-two scale per row that keeps Σ|x| within
+// 2^62, so every addition is exact and the scan's order does not matter. (A float at::cumsum, or
+// a scatter_add_, is not reproducible on a GPU.) Differences of `fixed` are exact; to_float maps
+// them back with an error of about 2^-62 Σ|x| of the row.
+struct MlstmChunkwiseRunningSums {
+  at::Tensor fixed, scale;  // (rows, S + 1) int64; (rows, 1) float64
+  at::Tensor to_float(const at::Tensor& fixed_sums) const { return fixed_sums.to(at::kDouble) / scale; }
+};
+
+inline MlstmChunkwiseRunningSums mlstm_chunkwise_running_sums(const at::Tensor& x) {
+  const at::Tensor x64 = x.to(at::kDouble);
+  const at::Tensor magnitude = x64.abs().sum(1, true).clamp_min(1e-200);
+  const at::Tensor scale = at::exp2(62.0 - at::ceil(at::log2(magnitude)));
+  const at::Tensor fixed = (x64 * scale).round().to(at::kLong);
+  return {at::cat({at::zeros({x.size(0), 1}, fixed.options()), fixed.cumsum(1)}, 1), scale};
+}
+
 // The gate gradients, given those with every m held fixed (di, d_log_f (B·NH, S), dm0 (B·NH) in
 // the state dtype): adds the gradient through m (the eps term -eps·dden of every step, and the
 // returned state's scale exp(-m_T)), routed to the i that won each running max or along the
@@ -136,12 +154,16 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> mlstm_chunkwise_finish_gat
   const at::Tensor i_won = i_s > at::log_sigmoid(f_s) + ms.narrow(1, 0, S);
   const at::Tensor source = std::get<0>(at::where(i_won, steps, -1).cummax(1));  // last i win at or before t
   const at::Tensor from_i = source >= 0;
-  di.scatter_add_(1, source.clamp_min(0), dm_direct * from_i);
   dm0 += (dm_direct * from_i.logical_not()).sum(1);
+  const at::Tensor next_win = std::get<0>(at::where(i_won, steps, S).flip(1).cummin(1)).flip(1);  // at or after t
+  const at::Tensor next_win_after =
+      at::cat({next_win.narrow(1, 1, S - 1), at::full({BH, 1}, S, next_win.options())}, 1);
+  const MlstmChunkwiseRunningSums running = mlstm_chunkwise_running_sums(dm_direct);
+  const at::Tensor first = running.fixed.narrow(1, 0, S);
+  // di[w] gets the dm of the steps whose max the i win at w set: w up to the next win (exclusive).
+  di += running.to_float(running.fixed.gather(1, next_win_after) - first).to(di.scalar_type()) * i_won;
   // f[w] carries the dm of steps t >= w up to the first i win at or after w (exclusive).
-  const at::Tensor next_win = std::get<0>(at::where(i_won, steps, S).flip(1).cummin(1)).flip(1);
-  const at::Tensor running = at::cat({at::zeros({BH, 1}, i_s.options()), dm_direct.cumsum(1)}, 1);  // Σ_{t<j}
-  d_log_f += running.gather(1, next_win) - running.narrow(1, 0, S);
+  d_log_f += running.to_float(running.fixed.gather(1, next_win) - first).to(d_log_f.scalar_type());
   const at::Tensor df = d_log_f * at::sigmoid(-f_s);
   return {di.reshape(i.sizes()).to(z.dtype), df.reshape(f.sizes()).to(z.dtype), dm0.reshape(m0.sizes())};
 }

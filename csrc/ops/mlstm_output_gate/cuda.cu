@@ -7,7 +7,12 @@
 namespace xlstm {
 namespace {
 
-constexpr int kThreads = 256, kFeatures = 32, kRows = 8;
+constexpr int kFeatures = 32, kRows = 8;
+
+// A block per (32 features, tile of rows).
+dim3 feature_grid(const MlstmOutputGateInputs& in, const RowTiles& tiles) {
+  return dim3(static_cast<unsigned>((in.D + kFeatures - 1) / kFeatures), static_cast<unsigned>(tiles.count));
+}
 
 }  // namespace
 
@@ -17,11 +22,12 @@ Tensor mlstm_output_gate_cuda(const Tensor& h, const Tensor& x_conv, const Tenso
       mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, "mlstm_output_gate", XLSTM_KERNEL_DEVICE, false);
   const DeviceScope scope(in.h);
   Tensor y = mlstm_output_gate_output(in, empty_output);
+  const RowTiles tiles = row_tiles(in.rows, 64);
   XLSTM_DISPATCH_KERNEL_TYPES(in.h.scalar_type(), "mlstm_output_gate_cuda", [&] {
     auto p = mlstm_output_gate_params<scalar_t, float>(in);
     p.y = y.data_ptr<scalar_t>();
-    launch_kernel(mlstm_output_gate_fwd_kernel<scalar_t>, grid_stride_blocks(y.numel(), kThreads), dim3(kThreads), 0,
-                  scope.stream(), p);
+    launch_kernel(mlstm_output_gate_fwd_kernel<scalar_t>, feature_grid(in, tiles), dim3(kFeatures, kRows), 0,
+                  scope.stream(), p, tiles.rows_per_tile);
   });
   return y;
 }
@@ -41,10 +47,8 @@ Tensors5 mlstm_output_gate_backward_cuda(const Tensor& dy, const Tensor& h, cons
     p.dh = t.dh.data_ptr<scalar_t>();
     p.dx_conv = t.dx_conv.data_ptr<scalar_t>();
     p.dz = t.dz.data_ptr<scalar_t>();
-    launch_kernel(mlstm_output_gate_bwd_kernel<scalar_t>,
-                  dim3(static_cast<unsigned>((in.D + kFeatures - 1) / kFeatures), static_cast<unsigned>(tiles.count)),
-                  dim3(kFeatures, kRows), sizeof(float) * kFeatures * kRows, scope.stream(), p, tiles.rows_per_tile,
-                  partial.data_ptr<float>());
+    launch_kernel(mlstm_output_gate_bwd_kernel<scalar_t>, feature_grid(in, tiles), dim3(kFeatures, kRows),
+                  sizeof(float) * kFeatures * kRows, scope.stream(), p, tiles.rows_per_tile, partial.data_ptr<float>());
   });
   const Tensor totals = sum_tile_partials(partial);  // (2, D)
   return {t.dh, t.dx_conv, t.dz, totals[0].to(norm_weight.scalar_type()).clone(),

@@ -1,5 +1,5 @@
-// CUDA kernels of the mLSTM output gate: a thread per element forward; backward blocks of 32
-// features x 8 rows of threads striding over a tile of rows, the weight gradients summed per block
+// CUDA kernels of the mLSTM output gate: blocks of 32 features x 8 rows of threads striding over a
+// tile of rows (no index divided per element); the backward sums the weight gradients per block
 // into partial[blockIdx.y] ((2, D): d norm_weight, d skip).
 #pragma once
 
@@ -10,12 +10,14 @@
 namespace xlstm {
 
 template <typename scalar_t>
-__global__ void mlstm_output_gate_fwd_kernel(MlstmOutputGateParams<scalar_t, float> p) {
-  const int64_t total = p.rows * p.dim;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = e / p.dim, d = e % p.dim;
-    p.y[e] = static_cast<scalar_t>(mlstm_output_gate(p.h_at(r, d), p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]));
-  }
+__global__ void mlstm_output_gate_fwd_kernel(MlstmOutputGateParams<scalar_t, float> p, int64_t rows_per_block) {
+  const int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (d >= p.dim) return;
+  const int64_t first = blockIdx.y * rows_per_block;
+  const int64_t last = first + rows_per_block < p.rows ? first + rows_per_block : p.rows;
+  const float w = p.w[d], s = p.s[d];
+  for (int64_t r = first + threadIdx.y; r < last; r += blockDim.y)
+    p.y[r * p.dim + d] = static_cast<scalar_t>(mlstm_output_gate(p.h_at(r, d), p.x_conv_at(r, d), p.z_at(r, d), w, s));
 }
 
 template <typename scalar_t>
