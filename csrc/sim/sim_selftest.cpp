@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/cuda_compat.h"
+#include "cuda/mma.cuh"
 
 namespace {
 
@@ -62,6 +63,94 @@ __global__ void divergent_shuffle(int* out) {
 
 __global__ void full_mask_in_partial_warp(int* out) { out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1); }
 
+// The fragment functions of cuda/mma.cuh against the PTX ISA's layouts, written out here on their
+// own (g = lane / 4, t = lane % 4) rather than taken from the header.
+constexpr int kLdmatrixLd = 24;  // elements per shared row: 48 bytes, 16-byte aligned rows
+
+uint16_t ldmatrix_code(int matrix, int row, int col) { return static_cast<uint16_t>(matrix << 8 | row << 4 | col); }
+
+// Matrix i of kMatrices at rows 8i .. 8i + 7 of a [32][kLdmatrixLd] buffer; lane l gives row l % 8 of
+// matrix l / 8 (plus `misalign` elements).
+template <int kMatrices, bool kTranspose>
+__global__ void ldmatrix_kernel(uint32_t* out, int misalign) {
+  XLSTM_DYNAMIC_SHARED(uint16_t, smem);
+  const int lane = threadIdx.x;
+  for (int r = 0; r < 8; ++r)  // lane -> (matrix lane / 8, row r, column lane % 8)
+    smem[(8 * (lane / 8) + r) * kLdmatrixLd + lane % 8] = ldmatrix_code(lane / 8, r, lane % 8);
+  __syncwarp();
+  uint32_t regs[kMatrices];
+  xlstm::ldmatrix<kMatrices, kTranspose>(regs, smem + lane * kLdmatrixLd + misalign);
+  for (int i = 0; i < kMatrices; ++i) out[lane * kMatrices + i] = regs[i];
+}
+
+template <int kMatrices, bool kTranspose>
+void check_ldmatrix() {
+  std::vector<uint32_t> out(32 * kMatrices);
+  xlstm_sim::launch(dim3(1), dim3(32), 32 * kLdmatrixLd * 2, [&] { ldmatrix_kernel<kMatrices, kTranspose>(out.data(), 0); });
+  const std::string what = "ldmatrix x" + std::to_string(kMatrices) + (kTranspose ? ".trans" : "");
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < kMatrices; ++i)
+      for (int half = 0; half < 2; ++half) {
+        const int g = lane / 4, t = lane % 4;
+        const uint16_t want = kTranspose ? ldmatrix_code(i, 2 * t + half, g) : ldmatrix_code(i, g, 2 * t + half);
+        const uint16_t got = static_cast<uint16_t>(out[lane * kMatrices + i] >> (16 * half));
+        expect(got == want, what + ": lane " + std::to_string(lane) + " register " + std::to_string(i));
+      }
+  expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(32), 32 * kLdmatrixLd * 2, [&] {
+                   ldmatrix_kernel<kMatrices, kTranspose>(out.data(), 4);
+                 }); },
+               "16-byte aligned");
+}
+
+// D = A B + C for one m16n8k16 tile, every lane building its fragments by the ISA's formulas;
+// with `wrong_lane`, each lane takes the A fragment of lane ^ 1 instead.
+template <typename T>
+__global__ void mma_kernel(const float* A, const float* B, const float* C, float* D, bool wrong_lane) {
+  const int lane = threadIdx.x, src = wrong_lane ? lane ^ 1 : lane;
+  const auto pack = [](float lo, float hi) {
+    return static_cast<uint32_t>(xlstm::mma_operand_bits<T>(lo)) | xlstm::mma_operand_bits<T>(hi) << 16;
+  };
+  uint32_t a[4], b[2];
+  float c[4], d[4];
+  for (int r = 0; r < 4; ++r) {  // a[r]: A[g + 8 (r % 2)][2t + 8 (r / 2) + {0, 1}]
+    const int row = src / 4 + 8 * (r % 2), col = 2 * (src % 4) + 8 * (r / 2);
+    a[r] = pack(A[row * 16 + col], A[row * 16 + col + 1]);
+  }
+  for (int r = 0; r < 2; ++r) {  // b[r]: B[2t + 8 r + {0, 1}][g]
+    const int k = 2 * (lane % 4) + 8 * r, col = lane / 4;
+    b[r] = pack(B[k * 8 + col], B[(k + 1) * 8 + col]);
+  }
+  for (int r = 0; r < 4; ++r) c[r] = C[(lane / 4 + 8 * (r / 2)) * 8 + 2 * (lane % 4) + r % 2];
+  xlstm::mma_m16n8k16<T>(d, a, b, c);
+  for (int r = 0; r < 4; ++r) D[lane * 4 + r] = d[r];
+}
+
+template <typename T>
+void check_mma(const char* type) {
+  // Small integers and halves: exact in bf16 and fp16, and the products' sums exact in float32.
+  std::vector<float> A(16 * 16), B(16 * 8), C(16 * 8), D(32 * 4);
+  for (size_t e = 0; e < A.size(); ++e) A[e] = static_cast<float>(static_cast<int>((e * 37 + 11) % 17) - 8) / 2;
+  for (size_t e = 0; e < B.size(); ++e) B[e] = static_cast<float>(static_cast<int>((e * 23 + 5) % 13) - 6);
+  for (size_t e = 0; e < C.size(); ++e) C[e] = static_cast<float>(static_cast<int>(e % 7) - 3);
+  for (const bool wrong_lane : {false, true}) {
+    xlstm_sim::launch(dim3(1), dim3(32), 0, [&] { mma_kernel<T>(A.data(), B.data(), C.data(), D.data(), wrong_lane); });
+    int wrong = 0;
+    for (int lane = 0; lane < 32; ++lane)
+      for (int r = 0; r < 4; ++r) {
+        const int row = lane / 4 + 8 * (r / 2), col = 2 * (lane % 4) + r % 2;  // c[r]: C[g + 8 (r / 2)][2t + r % 2]
+        expect(xlstm::mma_c_row(lane, r) == row && xlstm::mma_c_col(lane, r) == col,
+               std::string("mma_c_row / mma_c_col follow the C fragment layout"));
+        float want = C[row * 8 + col];
+        for (int k = 0; k < 16; ++k) want += A[row * 16 + k] * B[k * 8 + col];
+        wrong += D[lane * 4 + r] != want;
+      }
+    if (wrong_lane)
+      expect(wrong > 0, std::string("mma ") + type + " with A fragments in the wrong lanes gives a wrong D");
+    else
+      expect(wrong == 0, std::string("mma ") + type + " m16n8k16: " + std::to_string(wrong) + " wrong elements");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -98,6 +187,14 @@ int main() {
     for (float v : out) all_nan = all_nan && std::isnan(v);
     expect(all_nan, "dynamic shared memory starts as NaN");
   }
+  check_ldmatrix<1, false>();
+  check_ldmatrix<2, false>();
+  check_ldmatrix<4, false>();
+  check_ldmatrix<1, true>();
+  check_ldmatrix<2, true>();
+  check_ldmatrix<4, true>();
+  check_mma<c10::BFloat16>("bf16");
+  check_mma<c10::Half>("fp16");
   std::vector<int> scratch(64);
   expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(64), 0, [&] { divergent_shuffle(scratch.data()); }); },
                "deadlock");
