@@ -111,7 +111,7 @@ __global__ void mma_kernel(const float* A, const float* B, const float* C, float
     return static_cast<uint32_t>(xlstm::mma_operand_bits<T>(lo)) | xlstm::mma_operand_bits<T>(hi) << 16;
   };
   uint32_t a[4], b[2];
-  float c[4], d[4];
+  float d[4];
   for (int r = 0; r < 4; ++r) {  // a[r]: A[g + 8 (r % 2)][2t + 8 (r / 2) + {0, 1}]
     const int row = src / 4 + 8 * (r % 2), col = 2 * (src % 4) + 8 * (r / 2);
     a[r] = pack(A[row * 16 + col], A[row * 16 + col + 1]);
@@ -120,8 +120,8 @@ __global__ void mma_kernel(const float* A, const float* B, const float* C, float
     const int k = 2 * (lane % 4) + 8 * r, col = lane / 4;
     b[r] = pack(B[k * 8 + col], B[(k + 1) * 8 + col]);
   }
-  for (int r = 0; r < 4; ++r) c[r] = C[(lane / 4 + 8 * (r / 2)) * 8 + 2 * (lane % 4) + r % 2];
-  xlstm::mma_m16n8k16<T>(d, a, b, c);
+  for (int r = 0; r < 4; ++r) d[r] = C[(lane / 4 + 8 * (r / 2)) * 8 + 2 * (lane % 4) + r % 2];
+  xlstm::mma_m16n8k16<T>(d, a, b);
   for (int r = 0; r < 4; ++r) D[lane * 4 + r] = d[r];
 }
 
