@@ -49,6 +49,15 @@ XLSTM_HOST_DEVICE uint16_t mma_operand_bits(float x) {
   return T(x).x;
 }
 
+// x as a high and a low part, x ≈ hi + lo, each rounded to the operand type: two products with
+// them carry x at about twice the operand precision.
+template <typename T>
+XLSTM_HOST_DEVICE void mma_operand_split(float x, uint16_t& hi, uint16_t& lo) {
+  const T high(x);
+  hi = high.x;
+  lo = T(x - static_cast<float>(high)).x;
+}
+
 #if defined(XLSTM_SIM)
 
 namespace mma_sim {

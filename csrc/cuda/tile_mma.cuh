@@ -67,10 +67,11 @@ struct MmaStaging {
   }
 };
 
-// Floats of shared memory the tensor-core tile_gemm stages its operands in.
+// Floats of shared memory the tensor-core tile_gemm stages its operands in: A, B and the low part of
+// a split operand.
 template <typename Traits>
 constexpr int tile_mma_stage_floats() {
-  return 2 * MmaStaging<Traits>::kOperandElems * 2 / 4;
+  return 3 * MmaStaging<Traits>::kOperandElems * 2 / 4;
 }
 
 namespace tile_mma_detail {
@@ -103,10 +104,12 @@ __device__ __forceinline__ void load_b_pair(uint32_t (&b)[4], const uint16_t* st
 
 }  // namespace tile_mma_detail
 
-// acc[m][n] += Σ_{k<depth} a(m, k) · b(k, n), the operands rounded to T. a(m, k) and b(k, n) must
-// return 0 for an m or n outside the operand. Ends with a barrier; shared memory the functors read
-// must be complete (behind a barrier) when it starts.
-template <Adjacent kA, Adjacent kB, typename Traits, typename T, typename LoadA, typename LoadB>
+// acc[m][n] += Σ_{k<depth} a(m, k) · b(k, n), the operands rounded to T; the operand kSplit names
+// as a high and a low part (two products with the other operand). a(m, k) and b(k, n) must return 0
+// for an m or n outside the operand. Ends with a barrier; shared memory the functors read must be
+// complete (behind a barrier) when it starts.
+template <Adjacent kA, Adjacent kB, Split kSplit = Split::kNone, typename Traits, typename T, typename LoadA,
+          typename LoadB>
 __device__ __forceinline__ void tile_gemm(MmaTileAcc<Traits, T>& acc, int depth, const LoadA& a, const LoadB& b,
                                          float* stage) {
   using S = MmaStaging<Traits>;
@@ -114,12 +117,21 @@ __device__ __forceinline__ void tile_gemm(MmaTileAcc<Traits, T>& acc, int depth,
   constexpr int kTile = Traits::kTile, kDepth = S::kDepth;
   uint16_t* As = reinterpret_cast<uint16_t*>(stage);
   uint16_t* Bs = As + S::kOperandElems;
+  uint16_t* Low = Bs + S::kOperandElems;  // the split operand's low part
   for (int k0 = 0; k0 < depth; k0 += kDepth) {
     for (int e = threadIdx.x; e < kDepth * kTile; e += Traits::kThreads) {
       const int ka = kA == Adjacent::kDepth ? e % kDepth : e / kTile, ma = kA == Adjacent::kDepth ? e / kDepth : e % kTile;
       const int kb = kB == Adjacent::kDepth ? e % kDepth : e / kTile, nb = kB == Adjacent::kDepth ? e / kDepth : e % kTile;
-      As[S::template index<kA>(ma, ka)] = mma_operand_bits<T>(k0 + ka < depth ? a(ma, k0 + ka) : 0.f);
-      Bs[S::template index<kB>(nb, kb)] = mma_operand_bits<T>(k0 + kb < depth ? b(k0 + kb, nb) : 0.f);
+      const float xa = k0 + ka < depth ? a(ma, k0 + ka) : 0.f, xb = k0 + kb < depth ? b(k0 + kb, nb) : 0.f;
+      const int at = S::template index<kA>(ma, ka), bt = S::template index<kB>(nb, kb);
+      if (kSplit == Split::kA)
+        mma_operand_split<T>(xa, As[at], Low[at]);
+      else
+        As[at] = mma_operand_bits<T>(xa);
+      if (kSplit == Split::kB)
+        mma_operand_split<T>(xb, Bs[bt], Low[bt]);
+      else
+        Bs[bt] = mma_operand_bits<T>(xb);
     }
     __syncthreads();
     for (int ks = 0; ks < kDepth; ks += 16) {
@@ -128,11 +140,23 @@ __device__ __forceinline__ void tile_gemm(MmaTileAcc<Traits, T>& acc, int depth,
         tile_mma_detail::load_a<Traits, kA>(af[fm], As, Acc::warp_row() * Acc::kWarpM + 16 * fm, ks);
       for (int pair = 0; pair < Acc::kFragsN / 2; ++pair)
         tile_mma_detail::load_b_pair<Traits, kB>(bf[pair], Bs, Acc::warp_col() * Acc::kWarpN + 16 * pair, ks);
-      for (int fm = 0; fm < Acc::kFragsM; ++fm)
-        for (int fn = 0; fn < Acc::kFragsN; ++fn) {
-          const uint32_t b_frag[2] = {bf[fn / 2][2 * (fn % 2)], bf[fn / 2][2 * (fn % 2) + 1]};
-          mma_m16n8k16<T>(acc.fragment(fm, fn), af[fm], b_frag);
-        }
+      const auto multiply = [&](uint32_t (&a_frags)[Acc::kFragsM][4], uint32_t (&b_frags)[Acc::kFragsN / 2][4]) {
+        for (int fm = 0; fm < Acc::kFragsM; ++fm)
+          for (int fn = 0; fn < Acc::kFragsN; ++fn) {
+            const uint32_t b_frag[2] = {b_frags[fn / 2][2 * (fn % 2)], b_frags[fn / 2][2 * (fn % 2) + 1]};
+            mma_m16n8k16<T>(acc.fragment(fm, fn), a_frags[fm], b_frag);
+          }
+      };
+      multiply(af, bf);
+      if (kSplit == Split::kA) {
+        for (int fm = 0; fm < Acc::kFragsM; ++fm)
+          tile_mma_detail::load_a<Traits, kA>(af[fm], Low, Acc::warp_row() * Acc::kWarpM + 16 * fm, ks);
+        multiply(af, bf);
+      } else if (kSplit == Split::kB) {
+        for (int pair = 0; pair < Acc::kFragsN / 2; ++pair)
+          tile_mma_detail::load_b_pair<Traits, kB>(bf[pair], Low, Acc::warp_col() * Acc::kWarpN + 16 * pair, ks);
+        multiply(af, bf);
+      }
     }
     __syncthreads();
   }

@@ -191,7 +191,7 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
     __syncthreads();
     acc.for_each([&](int, int, float& x) { x *= decay; });
     const scalar_t *k_c = k + static_cast<int64_t>(start) * DQK, *v_c = v + static_cast<int64_t>(start) * DV;
-    tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kA>(
         acc, len,
         [&](int m, int u) { return d0 + m < DQK ? g.b[u] * static_cast<float>(k_c[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) { return v_ext(v_c + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
@@ -244,16 +244,15 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
     // The column tile holding n's column first: it gives q·n, hence the normaliser of every row.
     for (int step = 0; step < col_tiles; ++step) {
       const int j0 = (col_tiles - 1 + step) % col_tiles * kTile;
+      // G q C' first, G applied to the float32 product (q is exact in a 16-bit operand), then P v'.
       acc.fill(0.f);
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
+          acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
+          [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
+      acc.for_each([&](int r, int, float& x) { x = r < rows ? exp_(m_p - g.mx[rt + r]) * x : 0.f; });
       tile_gemm<Adjacent::kDepth, Adjacent::kOuter>(
           acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
           [&](int u, int n) { return v_ext(v + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter>(
-          acc, DQK,
-          [&](int m, int d) {
-            return m < rows ? exp_(m_p - g.mx[rt + m]) * static_cast<float>(q[(rt + m) * DQK + d]) : 0.f;
-          },
-          [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
       if (step == 0) {
         acc.for_each([&](int r, int n, float& qn) {
           if (r < rows && j0 + n == DV) {
@@ -375,13 +374,16 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   const float mx_end = g.mx[len - 1];
   const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV);
   const StateRef d_end = state_ref(p.dC_ends, p.dn_ends, bh * chunks + c, DQK, DV);
-  auto dnum = [&](int u, int j) {  // dnum' = [dh / den | dqn]
-    return j < DV ? static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]) / den[u] : (j == DV ? dqn[u] : 0.f);
-  };
+  // The gradient of the numerator is dnum' = [dh / den | dqn]. The products take dh itself and
+  // apply 1 / den and the n column's term in float32 afterwards: dh is an input (exact in a 16-bit
+  // operand), and where the normaliser is |q·n| the two terms cancel, which rounded operands would
+  // leave as noise far larger than the gradient (S = 1 without a state, say).
+  auto dh_at = [&](int u, int j) { return static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]); };
   auto carry_weight = [&](int u) { return exp_(m_p - g.mx[u]); };
   auto end_weight = [&](int u) { return exp_(g.b[u] - mx_end); };
 
-  // P = W∘(s q kᵀ) and dS = W∘dP, dP = dnum' v'ᵀ, over the causal tiles; row and column sums of P∘dP.
+  // P = W∘(s q kᵀ) and dS = W∘dP, dP = dnum' v'ᵀ = (dh vᵀ) / den + dqn, over the causal tiles; row and
+  // column sums of P∘dP.
   using Tile = ChunkTile<scalar_t>;
   Tile acc, acc2;
   for (int rt = 0; rt < len; rt += kTile) {
@@ -394,13 +396,14 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           [&](int d, int n) { return n < cols ? static_cast<float>(k[(ct + n) * DQK + d]) : 0.f; }, stage);
       acc2.fill(0.f);
       tile_gemm<Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1, [&](int m, int j) { return m < rows ? dnum(rt + m, j) : 0.f; },
-          [&](int j, int n) { return n < cols ? v_ext(v + static_cast<int64_t>(ct + n) * DV, j, DV) : 0.f; }, stage);
+          acc2, DV, [&](int m, int j) { return m < rows ? dh_at(rt + m, j) : 0.f; },
+          [&](int j, int n) { return n < cols ? static_cast<float>(v[static_cast<int64_t>(ct + n) * DV + j]) : 0.f; },
+          stage);
       for (int e = 0; e < Tile::kElems; ++e) {
         const int tt = rt + Tile::row(e), u = ct + Tile::col(e);
         const bool valid = Tile::row(e) < rows && Tile::col(e) < cols;
         const float w = valid && u <= tt ? exp_(g.b[u] - g.mx[tt]) : 0.f;
-        const float Ptu = w * p.scale * acc.v[e], dPtu = acc2.v[e];
+        const float Ptu = w * p.scale * acc.v[e], dPtu = valid ? acc2.v[e] / den[tt] + dqn[tt] : 0.f;
         if (valid) {
           P[tt * lp + u] = Ptu;
           dS[tt * lp + u] = w * dPtu;
@@ -416,7 +419,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   sum_partials<ChunkTile<scalar_t>>(col_partial, kMaxChunk, len, de_cols);
   __syncthreads();
 
-  // dq = s dS k + G dnum' C'_pᵀ; the second product, X, also gives dG_t = q_t·X_t.
+  // dq = s dS k + G X with X = dnum' C'_pᵀ = (dh C_pᵀ) / den + dqn n_pᵀ; X also gives dG_t = q_t·X_t.
   for (int rt = 0; rt < len; rt += kTile) {
     const int rows = min_(kTile, len - rt), keys = rt + rows;
     for (int dt = 0; dt < DQK; dt += kTile) {
@@ -425,15 +428,15 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           acc, keys, [&](int m, int u) { return m < rows ? dS[(rt + m) * lp + u] : 0.f; },
           [&](int u, int n) { return dt + n < DQK ? static_cast<float>(k[u * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1, [&](int m, int j) { return m < rows ? dnum(rt + m, j) : 0.f; },
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+          acc2, DV, [&](int m, int j) { return m < rows ? dh_at(rt + m, j) : 0.f; },
           [&](int j, int n) { return carried.get(dt + n, j); }, stage);
       for (int e = 0; e < Tile::kElems; ++e) {
         const int tt = rt + Tile::row(e), d = dt + Tile::col(e);
         const bool in = Tile::row(e) < rows && d < DQK;
-        if (in)
-          p.dq[(row0 + tt) * DQK + d] = static_cast<scalar_t>(p.scale * acc.v[e] + carry_weight(tt) * acc2.v[e]);
-        acc2.v[e] *= in ? static_cast<float>(q[tt * DQK + d]) : 0.f;
+        const float X = in ? acc2.v[e] / den[tt] + dqn[tt] * carried.n[d] : 0.f;
+        if (in) p.dq[(row0 + tt) * DQK + d] = static_cast<scalar_t>(p.scale * acc.v[e] + carry_weight(tt) * X);
+        acc2.v[e] = in ? X * static_cast<float>(q[tt * DQK + d]) : 0.f;
       }
       add_row_partials(row_partial, kMaxChunk, rt, acc2);
     }
@@ -442,7 +445,8 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   sum_partials<ChunkTile<scalar_t>>(row_partial, kMaxChunk, len, dG);
   __syncthreads();
 
-  // Per key tile: dk = s (dSᵀ q + WE Y) with Y_u = dC'_end v'_u, and dv = Pᵀ dnum + WE s k dC_end.
+  // Per key tile: dk = s (dSᵀ q + WE Y) with Y_u = dC'_end v'_u = dC_end v_u + dn_end, and
+  // dv = Pᵀ dnum + WE s k dC_end = (P / den)ᵀ dh + WE s k dC_end.
   for (int ct = 0; ct < len; ct += kTile) {
     const int cols = min_(kTile, len - ct), depth = len - ct;  // queries t >= ct see these keys
     for (int dt = 0; dt < DQK; dt += kTile) {
@@ -451,24 +455,25 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           acc, depth, [&](int m, int x) { return m < cols ? dS[(ct + x) * lp + ct + m] : 0.f; },
           [&](int x, int n) { return dt + n < DQK ? static_cast<float>(q[(ct + x) * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1,
-          [&](int m, int j) { return m < cols ? v_ext(v + static_cast<int64_t>(ct + m) * DV, j, DV) : 0.f; },
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+          acc2, DV,
+          [&](int m, int j) { return m < cols ? static_cast<float>(v[static_cast<int64_t>(ct + m) * DV + j]) : 0.f; },
           [&](int j, int n) { return d_end.get(dt + n, j); }, stage);
       for (int e = 0; e < Tile::kElems; ++e) {
         const int u = ct + Tile::row(e), d = dt + Tile::col(e);
         const bool in = Tile::row(e) < cols && d < DQK;
-        if (in) p.dk[(row0 + u) * DQK + d] = static_cast<scalar_t>(p.scale * (acc.v[e] + end_weight(u) * acc2.v[e]));
-        acc2.v[e] *= in ? p.scale * static_cast<float>(k[u * DQK + d]) : 0.f;
+        const float Y = in ? acc2.v[e] + d_end.n[d] : 0.f;
+        if (in) p.dk[(row0 + u) * DQK + d] = static_cast<scalar_t>(p.scale * (acc.v[e] + end_weight(u) * Y));
+        acc2.v[e] = in ? Y * p.scale * static_cast<float>(k[u * DQK + d]) : 0.f;
       }
       add_row_partials(row_partial, kMaxChunk, ct, acc2);
     }
     for (int jt = 0; jt < DV; jt += kTile) {
       acc.fill(0.f);
       tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
-          acc, depth, [&](int m, int x) { return m < cols ? P[(ct + x) * lp + ct + m] : 0.f; },
-          [&](int x, int n) { return jt + n < DV ? dnum(ct + x, jt + n) : 0.f; }, stage);
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter>(
+          acc, depth, [&](int m, int x) { return m < cols ? P[(ct + x) * lp + ct + m] / den[ct + x] : 0.f; },
+          [&](int x, int n) { return jt + n < DV ? dh_at(ct + x, jt + n) : 0.f; }, stage);
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
           acc, DQK,
           [&](int m, int d) {
             return m < cols ? p.scale * end_weight(ct + m) * static_cast<float>(k[(ct + m) * DQK + d]) : 0.f;
