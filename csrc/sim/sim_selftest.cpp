@@ -8,6 +8,7 @@
 
 #include "common/cuda_compat.h"
 #include "cuda/mma.cuh"
+#include "cuda/tile_mma.cuh"
 
 namespace {
 
@@ -151,6 +152,67 @@ void check_mma(const char* type) {
   }
 }
 
+// The tensor-core tile product (cuda/tile_mma.cuh) for every operand order and split, against a
+// double product: rounded operands within the 16-bit type's rounding error, a split operand (the
+// other one exact in the type) at about twice the precision.
+struct MmaTestTraits {
+  static constexpr int kTile = 64, kThreads = 256;
+};
+
+template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::Split kSplit, typename T>
+__global__ void tile_product_kernel(const float* A, const float* B, float* C, int depth) {
+  XLSTM_DYNAMIC_SHARED(float, stage);
+  xlstm::MmaTileAcc<MmaTestTraits, T> acc;
+  acc.fill(1.f);
+  xlstm::tile_gemm<kA, kB, kSplit>(
+      acc, depth, [&](int m, int k) { return m < 60 ? A[m * depth + k] : 0.f; },
+      [&](int k, int n) { return n < 50 ? B[k * 64 + n] : 0.f; }, stage);
+  acc.for_each([&](int r, int c, float& x) { C[r * 64 + c] = x; });
+}
+
+template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::Split kSplit, typename T>
+void check_tile_product(int depth, double bound, const std::string& what) {
+  std::vector<float> A(64 * depth), B(depth * 64), C(64 * 64, NAN);
+  // A and B deterministic and irregular; the operand that is not split is exact in T.
+  for (size_t e = 0; e < A.size(); ++e) A[e] = std::sin(0.7f * e + 0.3f) * (1.f + (e % 5));
+  for (size_t e = 0; e < B.size(); ++e) B[e] = std::cos(1.3f * e + 0.1f) * (1.f + (e % 3));
+  const auto exact = [](std::vector<float>& x) {
+    for (float& v : x) v = static_cast<float>(T(v));
+  };
+  if (kSplit == xlstm::Split::kA) exact(B);
+  if (kSplit == xlstm::Split::kB) exact(A);
+  xlstm_sim::launch(dim3(1), dim3(256), xlstm::tile_mma_stage_floats<MmaTestTraits>() * sizeof(float),
+                    [&] { tile_product_kernel<kA, kB, kSplit, T>(A.data(), B.data(), C.data(), depth); });
+  double err = 0, norm = 0;
+  for (int r = 0; r < 64; ++r)
+    for (int c = 0; c < 64; ++c) {
+      double want = 1;
+      if (r < 60 && c < 50)
+        for (int k = 0; k < depth; ++k) want += static_cast<double>(A[r * depth + k]) * B[k * 64 + c];
+      err += (C[r * 64 + c] - want) * (C[r * 64 + c] - want);
+      norm += want * want;
+    }
+  const double rel = std::sqrt(err / norm);
+  expect(rel < bound, what + ": relative error " + std::to_string(rel) + " >= " + std::to_string(bound));
+}
+
+template <typename T>
+void check_tile_products(const char* type, double rounding) {
+  using xlstm::Adjacent;
+  using xlstm::Split;
+  for (int depth : {1, 45, 64}) {
+    const std::string at = std::string(type) + " depth " + std::to_string(depth);
+    check_tile_product<Adjacent::kDepth, Adjacent::kDepth, Split::kNone, T>(depth, rounding, "tile_gemm dd " + at);
+    check_tile_product<Adjacent::kDepth, Adjacent::kOuter, Split::kNone, T>(depth, rounding, "tile_gemm do " + at);
+    check_tile_product<Adjacent::kOuter, Adjacent::kDepth, Split::kNone, T>(depth, rounding, "tile_gemm od " + at);
+    check_tile_product<Adjacent::kOuter, Adjacent::kOuter, Split::kNone, T>(depth, rounding, "tile_gemm oo " + at);
+    check_tile_product<Adjacent::kOuter, Adjacent::kOuter, Split::kA, T>(depth, rounding * rounding,
+                                                                           "tile_gemm split A " + at);
+    check_tile_product<Adjacent::kDepth, Adjacent::kOuter, Split::kB, T>(depth, rounding * rounding,
+                                                                           "tile_gemm split B " + at);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -195,6 +257,8 @@ int main() {
   check_ldmatrix<4, true>();
   check_mma<c10::BFloat16>("bf16");
   check_mma<c10::Half>("fp16");
+  check_tile_products<c10::BFloat16>("bf16", 1.0 / 128);
+  check_tile_products<c10::Half>("fp16", 1.0 / 1024);
   std::vector<int> scratch(64);
   expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(64), 0, [&] { divergent_shuffle(scratch.data()); }); },
                "deadlock");

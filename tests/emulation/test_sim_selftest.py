@@ -1,6 +1,7 @@
 """The emulation's self-test (csrc/sim/sim_selftest.cpp): shuffles, votes, barriers, launch errors, and
 the tensor-core fragments of csrc/cuda/mma.cuh (mma.sync m16n8k16 bf16 / fp16, ldmatrix x1 / x2 / x4 and
-.trans) checked element by element against the PTX ISA's register layouts. CMake's ctest runs the
+.trans) checked element by element against the PTX ISA's register layouts, and the tensor-core tile product
+(csrc/cuda/tile_mma.cuh) in every operand order and split against a double product. CMake's ctest runs the
 same program; this builds it with g++ as CI has no CMake build."""
 import os
 import subprocess
