@@ -1,10 +1,11 @@
-// The Python module of the build: build_info and the sLSTM path query. The ops are not listed
+// The Python module of the build: build_info and the sLSTM and chunkwise mLSTM path queries. The ops are not listed
 // here: each registers itself (common/registration.h). Built into xlstm_cuda._C and, with
 // XLSTM_SIM, into xlstm_cuda._sim.
 #include <torch/extension.h>
 
 #include "common/registration.h"
-#include "ops/slstm/host.h"  // slstm_cuda_path
+#include "ops/mlstm_chunkwise/host.h"  // mlstm_chunkwise_cuda_path
+#include "ops/slstm/host.h"            // slstm_cuda_path
 
 // Set by setup.py / CMakeLists.txt.
 #ifndef XLSTM_CUDA_ARCHS
@@ -42,5 +43,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
 #if defined(XLSTM_WITH_CUDA) || defined(XLSTM_SIM)
   module.def("slstm_cuda_path", &xlstm::slstm_cuda_path,
              "The sLSTM CUDA kernel that runs for head size dh on the current device: where it keeps R.");
+  module.def("mlstm_chunkwise_cuda_path", &xlstm::mlstm_chunkwise_cuda_path,
+             "Where the chunkwise mLSTM CUDA kernels' tile products run for inputs of a dtype "
+             "('float32', 'bfloat16', 'float16'): tensor cores or CUDA cores.");
+  module.def("mlstm_chunkwise_cuda_shared_memory", &xlstm::mlstm_chunkwise_cuda_shared_memory,
+             "The dynamic shared memory, in bytes, each chunkwise mLSTM CUDA kernel launches with for inputs of a "
+             "dtype and a chunk size: [(kernel name, bytes)].");
 #endif
 }

@@ -114,6 +114,7 @@ struct Fiber {
 
 struct Warp {
   uint64_t slots[2][32];
+  unsigned char gathered[2][32][kMaxGatherBytes];
   unsigned arrived = 0;
 };
 
@@ -335,6 +336,19 @@ unsigned warp_ballot(unsigned mask, bool predicate) {
   for (int l = 0; l < warpSize; ++l)
     if (((mask >> l) & 1u) && slots[l]) result |= 1u << l;
   return result;
+}
+
+void warp_all_gather(unsigned mask, const void* mine, size_t bytes, void* all) {
+  Scheduler& s = active_scheduler("warp matrix instruction");
+  if (bytes > kMaxGatherBytes) fail("warp_all_gather of more than kMaxGatherBytes per lane");
+  Fiber& f = *s.running;
+  const unsigned lane = linear_thread_index(f.thread) % warpSize;
+  Warp& w = s.warps[linear_thread_index(f.thread) / warpSize];
+  auto& slots = w.gathered[f.collectives++ % 2];
+  std::memcpy(slots[lane], mine, bytes);
+  arrive_at_warp_barrier(s, mask, "warp matrix instruction");
+  for (int l = 0; l < warpSize; ++l)
+    if ((mask >> l) & 1u) std::memcpy(static_cast<unsigned char*>(all) + l * bytes, slots[l], bytes);
 }
 
 void syncwarp(unsigned mask) {

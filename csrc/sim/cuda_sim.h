@@ -64,6 +64,11 @@ void syncthreads();
 // `src_lane` is outside the mask).
 uint64_t warp_shuffle(unsigned mask, uint64_t bits, int src_lane);
 unsigned warp_ballot(unsigned mask, bool predicate);
+// Every lane in `mask` contributes `bytes` (at most kMaxGatherBytes) from `mine` and receives every
+// lane's contribution in `all` (lane l's at all + l * bytes; lanes outside the mask left as they
+// are): the collective behind the emulated warp-wide matrix instructions (cuda/mma.cuh).
+constexpr size_t kMaxGatherBytes = 64;
+void warp_all_gather(unsigned mask, const void* mine, size_t bytes, void* all);
 void syncwarp(unsigned mask);
 // Dynamic shared memory of the running block, filled with NaN bytes at block start.
 void* dynamic_shared();

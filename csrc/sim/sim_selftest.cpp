@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "common/cuda_compat.h"
+#include "cuda/mma.cuh"
+#include "cuda/tile_mma.cuh"
 
 namespace {
 
@@ -74,6 +76,155 @@ __global__ void divergent_shuffle(int* out) {
 
 __global__ void full_mask_in_partial_warp(int* out) { out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1); }
 
+// The fragment functions of cuda/mma.cuh against the PTX ISA's layouts, written out here on their
+// own (g = lane / 4, t = lane % 4) rather than taken from the header.
+constexpr int kLdmatrixLd = 24;  // elements per shared row: 48 bytes, 16-byte aligned rows
+
+uint16_t ldmatrix_code(int matrix, int row, int col) { return static_cast<uint16_t>(matrix << 8 | row << 4 | col); }
+
+// Matrix i of kMatrices at rows 8i .. 8i + 7 of a [32][kLdmatrixLd] buffer; lane l gives row l % 8 of
+// matrix l / 8 (plus `misalign` elements).
+template <int kMatrices, bool kTranspose>
+__global__ void ldmatrix_kernel(uint32_t* out, int misalign) {
+  XLSTM_DYNAMIC_SHARED(uint16_t, smem);
+  const int lane = threadIdx.x;
+  for (int r = 0; r < 8; ++r)  // lane -> (matrix lane / 8, row r, column lane % 8)
+    smem[(8 * (lane / 8) + r) * kLdmatrixLd + lane % 8] = ldmatrix_code(lane / 8, r, lane % 8);
+  __syncwarp();
+  uint32_t regs[kMatrices];
+  xlstm::ldmatrix<kMatrices, kTranspose>(regs, smem + lane * kLdmatrixLd + misalign);
+  for (int i = 0; i < kMatrices; ++i) out[lane * kMatrices + i] = regs[i];
+}
+
+template <int kMatrices, bool kTranspose>
+void check_ldmatrix() {
+  std::vector<uint32_t> out(32 * kMatrices);
+  xlstm_sim::launch(dim3(1), dim3(32), 32 * kLdmatrixLd * 2, [&] { ldmatrix_kernel<kMatrices, kTranspose>(out.data(), 0); });
+  const std::string what = "ldmatrix x" + std::to_string(kMatrices) + (kTranspose ? ".trans" : "");
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < kMatrices; ++i)
+      for (int half = 0; half < 2; ++half) {
+        const int g = lane / 4, t = lane % 4;
+        const uint16_t want = kTranspose ? ldmatrix_code(i, 2 * t + half, g) : ldmatrix_code(i, g, 2 * t + half);
+        const uint16_t got = static_cast<uint16_t>(out[lane * kMatrices + i] >> (16 * half));
+        expect(got == want, what + ": lane " + std::to_string(lane) + " register " + std::to_string(i));
+      }
+  expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(32), 32 * kLdmatrixLd * 2, [&] {
+                   ldmatrix_kernel<kMatrices, kTranspose>(out.data(), 4);
+                 }); },
+               "16-byte aligned");
+}
+
+// D = A B + C for one m16n8k16 tile, every lane building its fragments by the ISA's formulas;
+// with `wrong_lane`, each lane takes the A fragment of lane ^ 1 instead.
+template <typename T>
+__global__ void mma_kernel(const float* A, const float* B, const float* C, float* D, bool wrong_lane) {
+  const int lane = threadIdx.x, src = wrong_lane ? lane ^ 1 : lane;
+  const auto pack = [](float lo, float hi) {
+    return static_cast<uint32_t>(xlstm::mma_operand_bits<T>(lo)) | xlstm::mma_operand_bits<T>(hi) << 16;
+  };
+  uint32_t a[4], b[2];
+  float d[4];
+  for (int r = 0; r < 4; ++r) {  // a[r]: A[g + 8 (r % 2)][2t + 8 (r / 2) + {0, 1}]
+    const int row = src / 4 + 8 * (r % 2), col = 2 * (src % 4) + 8 * (r / 2);
+    a[r] = pack(A[row * 16 + col], A[row * 16 + col + 1]);
+  }
+  for (int r = 0; r < 2; ++r) {  // b[r]: B[2t + 8 r + {0, 1}][g]
+    const int k = 2 * (lane % 4) + 8 * r, col = lane / 4;
+    b[r] = pack(B[k * 8 + col], B[(k + 1) * 8 + col]);
+  }
+  for (int r = 0; r < 4; ++r) d[r] = C[(lane / 4 + 8 * (r / 2)) * 8 + 2 * (lane % 4) + r % 2];
+  xlstm::mma_m16n8k16<T>(d, a, b);
+  for (int r = 0; r < 4; ++r) D[lane * 4 + r] = d[r];
+}
+
+template <typename T>
+void check_mma(const char* type) {
+  // Small integers and halves: exact in bf16 and fp16, and the products' sums exact in float32.
+  std::vector<float> A(16 * 16), B(16 * 8), C(16 * 8), D(32 * 4);
+  for (size_t e = 0; e < A.size(); ++e) A[e] = static_cast<float>(static_cast<int>((e * 37 + 11) % 17) - 8) / 2;
+  for (size_t e = 0; e < B.size(); ++e) B[e] = static_cast<float>(static_cast<int>((e * 23 + 5) % 13) - 6);
+  for (size_t e = 0; e < C.size(); ++e) C[e] = static_cast<float>(static_cast<int>(e % 7) - 3);
+  for (const bool wrong_lane : {false, true}) {
+    xlstm_sim::launch(dim3(1), dim3(32), 0, [&] { mma_kernel<T>(A.data(), B.data(), C.data(), D.data(), wrong_lane); });
+    int wrong = 0;
+    for (int lane = 0; lane < 32; ++lane)
+      for (int r = 0; r < 4; ++r) {
+        const int row = lane / 4 + 8 * (r / 2), col = 2 * (lane % 4) + r % 2;  // c[r]: C[g + 8 (r / 2)][2t + r % 2]
+        expect(xlstm::mma_c_row(lane, r) == row && xlstm::mma_c_col(lane, r) == col,
+               std::string("mma_c_row / mma_c_col follow the C fragment layout"));
+        float want = C[row * 8 + col];
+        for (int k = 0; k < 16; ++k) want += A[row * 16 + k] * B[k * 8 + col];
+        wrong += D[lane * 4 + r] != want;
+      }
+    if (wrong_lane)
+      expect(wrong > 0, std::string("mma ") + type + " with A fragments in the wrong lanes gives a wrong D");
+    else
+      expect(wrong == 0, std::string("mma ") + type + " m16n8k16: " + std::to_string(wrong) + " wrong elements");
+  }
+}
+
+// The tensor-core tile product (cuda/tile_mma.cuh) for every operand order and split, against a
+// double product: rounded operands within the 16-bit type's rounding error, a split operand (the
+// other one exact in the type) at about twice the precision.
+struct MmaTestTraits {
+  static constexpr int kTile = 64, kThreads = 256;
+};
+
+template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::Split kSplit, typename T>
+__global__ void tile_product_kernel(const float* A, const float* B, float* C, int depth) {
+  XLSTM_DYNAMIC_SHARED(float, stage);
+  xlstm::MmaTileAcc<MmaTestTraits, T> acc;
+  acc.fill(1.f);
+  xlstm::tile_gemm<kA, kB, kSplit>(
+      acc, depth, [&](int m, int k) { return m < 60 ? A[m * depth + k] : 0.f; },
+      [&](int k, int n) { return n < 50 ? B[k * 64 + n] : 0.f; }, stage);
+  acc.for_each([&](int r, int c, float& x) { C[r * 64 + c] = x; });
+}
+
+template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::Split kSplit, typename T>
+void check_tile_product(int depth, double bound, const std::string& what) {
+  std::vector<float> A(64 * depth), B(depth * 64), C(64 * 64, NAN);
+  // A and B deterministic and irregular; the operand that is not split is exact in T.
+  for (size_t e = 0; e < A.size(); ++e) A[e] = std::sin(0.7f * e + 0.3f) * (1.f + (e % 5));
+  for (size_t e = 0; e < B.size(); ++e) B[e] = std::cos(1.3f * e + 0.1f) * (1.f + (e % 3));
+  const auto exact = [](std::vector<float>& x) {
+    for (float& v : x) v = static_cast<float>(T(v));
+  };
+  if (kSplit == xlstm::Split::kA) exact(B);
+  if (kSplit == xlstm::Split::kB) exact(A);
+  xlstm_sim::launch(dim3(1), dim3(256), xlstm::tile_mma_stage_floats<MmaTestTraits>() * sizeof(float),
+                    [&] { tile_product_kernel<kA, kB, kSplit, T>(A.data(), B.data(), C.data(), depth); });
+  double err = 0, norm = 0;
+  for (int r = 0; r < 64; ++r)
+    for (int c = 0; c < 64; ++c) {
+      double want = 1;
+      if (r < 60 && c < 50)
+        for (int k = 0; k < depth; ++k) want += static_cast<double>(A[r * depth + k]) * B[k * 64 + c];
+      err += (C[r * 64 + c] - want) * (C[r * 64 + c] - want);
+      norm += want * want;
+    }
+  const double rel = std::sqrt(err / norm);
+  expect(rel < bound, what + ": relative error " + std::to_string(rel) + " >= " + std::to_string(bound));
+}
+
+template <typename T>
+void check_tile_products(const char* type, double rounding) {
+  using xlstm::Adjacent;
+  using xlstm::Split;
+  for (int depth : {1, 45, 64}) {
+    const std::string at = std::string(type) + " depth " + std::to_string(depth);
+    check_tile_product<Adjacent::kDepth, Adjacent::kDepth, Split::kNone, T>(depth, rounding, "tile_gemm dd " + at);
+    check_tile_product<Adjacent::kDepth, Adjacent::kOuter, Split::kNone, T>(depth, rounding, "tile_gemm do " + at);
+    check_tile_product<Adjacent::kOuter, Adjacent::kDepth, Split::kNone, T>(depth, rounding, "tile_gemm od " + at);
+    check_tile_product<Adjacent::kOuter, Adjacent::kOuter, Split::kNone, T>(depth, rounding, "tile_gemm oo " + at);
+    check_tile_product<Adjacent::kOuter, Adjacent::kOuter, Split::kA, T>(depth, rounding * rounding,
+                                                                           "tile_gemm split A " + at);
+    check_tile_product<Adjacent::kDepth, Adjacent::kOuter, Split::kB, T>(depth, rounding * rounding,
+                                                                           "tile_gemm split B " + at);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -132,6 +283,16 @@ int main() {
   expect_throw([] { xlstm_sim::launch(dim3(1), dim3(256), 0, [] {}, xlstm_sim::KernelLimits{128}); },
                "__launch_bounds__");
   expect_throw([] { xlstm_sim::launch(dim3(1), dim3(32), 64 * 1024, [] {}); }, "cudaFuncSetAttribute");
+  check_ldmatrix<1, false>();
+  check_ldmatrix<2, false>();
+  check_ldmatrix<4, false>();
+  check_ldmatrix<1, true>();
+  check_ldmatrix<2, true>();
+  check_ldmatrix<4, true>();
+  check_mma<c10::BFloat16>("bf16");
+  check_mma<c10::Half>("fp16");
+  check_tile_products<c10::BFloat16>("bf16", 1.0 / 128);
+  check_tile_products<c10::Half>("fp16", 1.0 / 1024);
   std::vector<int> scratch(64);
   expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(64), 0, [&] { divergent_shuffle(scratch.data()); }); },
                "deadlock");

@@ -182,6 +182,13 @@ def _slstm_path(device: torch.device, DH: int) -> str:
     return _C.slstm_cuda_path(DH, False)
 
 
+def _mlstm_chunkwise_path(device: torch.device, dtype: torch.dtype) -> str:
+    if device.type != "cuda":
+        return "cpu"
+    from .. import _C
+    return _C.mlstm_chunkwise_cuda_path(str(dtype).removeprefix("torch."))
+
+
 def _lstm_baseline(width: int, device: torch.device, dtype: torch.dtype, take_input: Callable) -> Baseline:
     """torch.nn.LSTM (oneDNN on the CPU, cuDNN on the GPU) of the same total hidden size."""
     try:
@@ -265,7 +272,8 @@ def mlstm_cases(device: torch.device, dtype: torch.dtype, preset: str) -> list[C
         # perf-anchors.md: forward FLOPs per token and head; forward + backward about 3.4 times that.
         flops = B * S * NH * (4 * DQK * DV + 2 * DQK * DV / L + 2 * 0.5 * L * (DQK + DV))
         cases.append(Case(
-            name="mlstm_chunkwise", params=dict(B=B, NH=NH, S=S, DHQK=DQK, DHV=DV, chunk=L), tokens=B * S,
+            name="mlstm_chunkwise", params=dict(B=B, NH=NH, S=S, DHQK=DQK, DHV=DV, chunk=L,
+                                                path=_mlstm_chunkwise_path(device, dtype)), tokens=B * S,
             flops_fwd=flops, flops_fwd_bwd=3.4 * flops,
             make_inputs=lambda specs=specs, seed=S + DQK: random_inputs(seed, device, *specs),
             kernel=lambda q, k, v, i, f, L=L: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=L),

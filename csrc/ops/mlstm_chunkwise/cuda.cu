@@ -37,7 +37,31 @@ void check_chunk_shared_memory(int64_t floats, const char* op) {
   check_shared_memory(floats * static_cast<int64_t>(sizeof(float)), op, "use a smaller chunk_size");
 }
 
+// The tile products run on tensor cores for 16-bit inputs (kernels.cuh, ChunkTile).
+bool on_tensor_cores(at::ScalarType dtype) { return dtype != at::kFloat; }
+
 }  // namespace
+
+const char* mlstm_chunkwise_cuda_path(const std::string& dtype) {
+  if (dtype == "float32") return "CUDA cores: float32 FFMA tiles";
+  if (dtype == "bfloat16") return "tensor cores: mma.sync m16n8k16 bf16, float32 accumulation";
+  if (dtype == "float16") return "tensor cores: mma.sync m16n8k16 fp16, float32 accumulation";
+  TORCH_CHECK(false, "mlstm_chunkwise_cuda_path: dtype must be float32, bfloat16 or float16, got ", dtype);
+}
+
+std::vector<std::pair<std::string, int64_t>> mlstm_chunkwise_cuda_shared_memory(const std::string& dtype,
+                                                                                int64_t chunk_size) {
+  (void)mlstm_chunkwise_cuda_path(dtype);  // checks dtype
+  TORCH_CHECK(chunk_size >= 1 && chunk_size <= Traits::kMaxChunk, "mlstm_chunkwise_cuda_shared_memory: chunk_size ",
+              chunk_size, " outside [1, ", Traits::kMaxChunk, "]");
+  const bool tc = dtype != "float32";
+  const auto bytes = [](int64_t floats) { return floats * static_cast<int64_t>(sizeof(float)); };
+  return {{"mlstm_chunkwise_fwd_states_kernel", bytes(mlstm_chunkwise_state_smem_floats(tc))},
+          {"mlstm_chunkwise_fwd_outputs_kernel", bytes(mlstm_chunkwise_fwd_outputs_smem_floats(tc))},
+          {"mlstm_chunkwise_bwd_dh_dot_h_kernel", bytes(mlstm_chunkwise_fwd_outputs_smem_floats(tc))},
+          {"mlstm_chunkwise_bwd_states_kernel", bytes(mlstm_chunkwise_state_smem_floats(tc))},
+          {"mlstm_chunkwise_bwd_intra_kernel", bytes(mlstm_chunkwise_bwd_intra_smem_floats(chunk_size, tc))}};
+}
 
 Tensors8 mlstm_chunkwise_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& i,
                                       const Tensor& f, const Tensor& C0, const Tensor& n0, const Tensor& m0,
@@ -45,7 +69,8 @@ Tensors8 mlstm_chunkwise_forward_cuda(const Tensor& q, const Tensor& k, const Te
   const char* op = "mlstm_chunkwise";
   const MlstmChunkwiseInputs in = chunkwise_launch(q, k, v, i, f, C0, n0, m0, chunk_size, eps, op);
   const MlstmChunkwiseSizes& z = in.z;
-  const int64_t state_smem = mlstm_chunkwise_state_smem_floats(), out_smem = mlstm_chunkwise_fwd_outputs_smem_floats();
+  const bool tc = on_tensor_cores(z.dtype);
+  const int64_t state_smem = mlstm_chunkwise_state_smem_floats(tc), out_smem = mlstm_chunkwise_fwd_outputs_smem_floats(tc);
   check_chunk_shared_memory(std::max(state_smem, out_smem), op);
   const DeviceScope scope(in.q);
   const auto fo = in.C0.options();
@@ -81,8 +106,9 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
   const MlstmChunkwiseSizes& z = in.z;
   mlstm_chunkwise_check_backward_inputs(z, in.q.device(), dh, dC_T, dn_T, dm_T, h, C_T, n_T, C_starts, n_starts, m_all,
                                         qn_all, op);
-  const int64_t state_smem = mlstm_chunkwise_state_smem_floats();
-  const int64_t intra_smem = mlstm_chunkwise_bwd_intra_smem_floats(z.L);
+  const bool tc = on_tensor_cores(z.dtype);
+  const int64_t state_smem = mlstm_chunkwise_state_smem_floats(tc);
+  const int64_t intra_smem = mlstm_chunkwise_bwd_intra_smem_floats(z.L, tc);
   check_chunk_shared_memory(std::max(state_smem, intra_smem), op);
   const DeviceScope scope(in.q);
   const Tensor dh_c = dh.contiguous(), dC_T_c = dC_T.contiguous(), dn_T_c = dn_T.contiguous();
@@ -99,7 +125,7 @@ Tensors8 mlstm_chunkwise_backward_cuda(const Tensor& dh, const Tensor& dC_T, con
       mlstm_chunkwise_fill_params(p, in, C_starts_c, n_starts_c, m_all_c);
       p.dh = dh_c.data_ptr<scalar_t>();
       p.dh_dot_h = dh_dot_h.data_ptr<float>();
-      mlstm_chunkwise_dh_dot_h_launch(p, launch_shape(z, 0, mlstm_chunkwise_fwd_outputs_smem_floats(), scope.stream()));
+      mlstm_chunkwise_dh_dot_h_launch(p, launch_shape(z, 0, mlstm_chunkwise_fwd_outputs_smem_floats(tc), scope.stream()));
     });
   }
   const Tensor dh_dot_h_c = dh_dot_h.contiguous(), qn_all_c = qn_all.contiguous();

@@ -14,7 +14,10 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "common/checks.h"
 #include "common/op_types.h"
@@ -167,5 +170,13 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> mlstm_chunkwise_finish_gat
   const at::Tensor df = d_log_f * at::sigmoid(-f_s);
   return {di.reshape(i.sizes()).to(z.dtype), df.reshape(f.sizes()).to(z.dtype), dm0.reshape(m0.sizes())};
 }
+
+#if defined(XLSTM_WITH_CUDA) || defined(XLSTM_SIM)
+// Where the CUDA kernels' tile products run for inputs of `dtype` ("float32", "bfloat16", "float16").
+const char* mlstm_chunkwise_cuda_path(const std::string& dtype);
+// The dynamic shared memory each CUDA kernel launches with, in bytes, by kernel name.
+std::vector<std::pair<std::string, int64_t>> mlstm_chunkwise_cuda_shared_memory(const std::string& dtype,
+                                                                                int64_t chunk_size);
+#endif
 
 }  // namespace xlstm

@@ -9,21 +9,34 @@
 // The gradient through the stabiliser itself is routed afterwards (host.h).
 #pragma once
 
+#include <type_traits>
+
 #include "common/numerics.h"
 #include "cuda/block_reduce.cuh"
 #include "cuda/tile_gemm.cuh"
+#include "cuda/tile_mma.cuh"
 #include "ops/mlstm_chunkwise/math.h"
 
 namespace xlstm {
 
-using ChunkTile = TileAcc<MlstmChunkwiseTraits>;
+// The tile accumulator, and with it the tile product (tile_gemm's overloads): tensor cores for
+// bf16 / fp16 inputs, their operands rounded to the inputs' dtype, float32 accumulation; CUDA
+// cores for float32 inputs, whose bound (1e-5) no 16-bit operand meets.
+template <typename scalar_t>
+using ChunkTile = std::conditional_t<std::is_same<scalar_t, float>::value, TileAcc<MlstmChunkwiseTraits>,
+                                     MmaTileAcc<MlstmChunkwiseTraits, scalar_t>>;
 
 namespace chunkwise {
 
 constexpr int kTile = MlstmChunkwiseTraits::kTile, kMaxChunk = MlstmChunkwiseTraits::kMaxChunk;
 constexpr int kGateFloats = 3 * kMaxChunk;
-constexpr int kStageFloats = tile_gemm_stage_floats<MlstmChunkwiseTraits>();
-constexpr int kSpread = kTile / MlstmChunkwiseTraits::kMicro;
+// Owners of a tile row (or column) of either accumulator: the partial-sum buffers' row count.
+constexpr int kSpread = TileAcc<MlstmChunkwiseTraits>::kSlots;
+static_assert(MmaTileAcc<MlstmChunkwiseTraits, c10::BFloat16>::kSlots == kSpread, "one partial-sum layout");
+
+inline int64_t stage_floats(bool tensor_cores) {
+  return tensor_cores ? tile_mma_stage_floats<MlstmChunkwiseTraits>() : tile_gemm_stage_floats<MlstmChunkwiseTraits>();
+}
 
 // a_t, b_t = i_t - a_t and mx_t of one chunk (math.h), one thread per token.
 struct ChunkGates {
@@ -81,11 +94,13 @@ __device__ __forceinline__ StateRef state_ref(const float* C, const float* n, in
   return state_ref(const_cast<float*>(C), const_cast<float*>(n), index, dqk, dv);
 }
 
-__device__ __forceinline__ void load_tile(ChunkTile& acc, const StateRef& s, int d0, int j0) {
+template <typename Acc>
+__device__ __forceinline__ void load_tile(Acc& acc, const StateRef& s, int d0, int j0) {
   acc.for_each([&](int r, int c, float& x) { x = s.get(d0 + r, j0 + c); });
 }
 
-__device__ __forceinline__ void store_tile(ChunkTile& acc, const StateRef& s, int d0, int j0) {
+template <typename Acc>
+__device__ __forceinline__ void store_tile(Acc& acc, const StateRef& s, int d0, int j0) {
   acc.for_each([&](int r, int c, float& x) {
     if (s.inside(d0 + r, j0 + c)) s.at(d0 + r, j0 + c) = x;
   });
@@ -130,21 +145,23 @@ __device__ __forceinline__ RowNormaliser row_normaliser(const MlstmChunkwiseBwdP
 
 }  // namespace chunkwise
 
-// Dynamic shared memory of each kernel, in floats.
-inline int64_t mlstm_chunkwise_state_smem_floats() { return chunkwise::kGateFloats + chunkwise::kStageFloats; }
-inline int64_t mlstm_chunkwise_fwd_outputs_smem_floats() {
+// Dynamic shared memory of each kernel, in floats (the operand stage last, its size by the product).
+inline int64_t mlstm_chunkwise_state_smem_floats(bool tensor_cores) {
+  return chunkwise::kGateFloats + chunkwise::stage_floats(tensor_cores);
+}
+inline int64_t mlstm_chunkwise_fwd_outputs_smem_floats(bool tensor_cores) {
   return chunkwise::kGateFloats + chunkwise::kTile + chunkwise::kTile * chunkwise::kMaxChunk +
-         chunkwise::kSpread * chunkwise::kTile + chunkwise::kStageFloats;
+         chunkwise::kSpread * chunkwise::kTile + chunkwise::stage_floats(tensor_cores);
 }
 // P and dS of the whole chunk (rows padded to tiles), six per-token vectors, two partial-sum
 // buffers, the stage.
 XLSTM_HOST_DEVICE int64_t mlstm_chunkwise_bwd_intra_padded(int64_t chunk) {
   return (chunk + chunkwise::kTile - 1) / chunkwise::kTile * chunkwise::kTile;
 }
-inline int64_t mlstm_chunkwise_bwd_intra_smem_floats(int64_t chunk) {
+inline int64_t mlstm_chunkwise_bwd_intra_smem_floats(int64_t chunk, bool tensor_cores) {
   const int64_t lp = mlstm_chunkwise_bwd_intra_padded(chunk);
   return chunkwise::kGateFloats + 6 * chunkwise::kMaxChunk + 2 * lp * lp +
-         2 * chunkwise::kSpread * chunkwise::kMaxChunk + chunkwise::kStageFloats;
+         2 * chunkwise::kSpread * chunkwise::kMaxChunk + chunkwise::stage_floats(tensor_cores);
 }
 
 template <typename scalar_t>
@@ -159,7 +176,7 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
   const bool writes_m = blockIdx.x == 0 && blockIdx.y == 0;
   const scalar_t *k = p.k + bh * S * DQK, *v = p.v + bh * S * DV, *i = p.i + bh * S, *f = p.f + bh * S;
 
-  ChunkTile acc;
+  ChunkTile<scalar_t> acc;
   load_tile(acc, state_ref(p.C0, p.n0, bh, DQK, DV), d0, j0);
   float m_p = p.m0[bh];
   for (int c = 0; c < chunks; ++c) {
@@ -174,7 +191,7 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
     __syncthreads();
     acc.for_each([&](int, int, float& x) { x *= decay; });
     const scalar_t *k_c = k + static_cast<int64_t>(start) * DQK, *v_c = v + static_cast<int64_t>(start) * DV;
-    tile_gemm<MlstmChunkwiseTraits, Adjacent::kOuter, Adjacent::kOuter>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kA>(
         acc, len,
         [&](int m, int u) { return d0 + m < DQK ? g.b[u] * static_cast<float>(k_c[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) { return v_ext(v_c + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
@@ -210,12 +227,12 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
   if (kDhDotH)
     for (int x = threadIdx.x; x < kSpread * kTile; x += blockDim.x) row_partial[x] = 0.f;
 
-  ChunkTile acc;
+  ChunkTile<scalar_t> acc;
   for (int rt = 0; rt < len; rt += kTile) {
     const int rows = min_(kTile, len - rt), keys = rt + rows;
     for (int ct = 0; ct < keys; ct += kTile) {
       acc.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kDepth>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth>(
           acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
           [&](int d, int n) { return ct + n < keys ? static_cast<float>(k[(ct + n) * DQK + d]) : 0.f; }, stage);
       acc.for_each([&](int r, int n, float& x) {
@@ -227,16 +244,15 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
     // The column tile holding n's column first: it gives q·n, hence the normaliser of every row.
     for (int step = 0; step < col_tiles; ++step) {
       const int j0 = (col_tiles - 1 + step) % col_tiles * kTile;
+      // G q C' first, G applied to the float32 product (q is exact in a 16-bit operand), then P v'.
       acc.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kOuter>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
+          acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
+          [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
+      acc.for_each([&](int r, int, float& x) { x = r < rows ? exp_(m_p - g.mx[rt + r]) * x : 0.f; });
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter>(
           acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
           [&](int u, int n) { return v_ext(v + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kOuter>(
-          acc, DQK,
-          [&](int m, int d) {
-            return m < rows ? exp_(m_p - g.mx[rt + m]) * static_cast<float>(q[(rt + m) * DQK + d]) : 0.f;
-          },
-          [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
       if (step == 0) {
         acc.for_each([&](int r, int n, float& qn) {
           if (r < rows && j0 + n == DV) {
@@ -256,11 +272,11 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
           p.h[at] = static_cast<scalar_t>(num / den[r]);
         }
       });
-      if (kDhDotH) add_row_partials<MlstmChunkwiseTraits>(row_partial, kTile, 0, acc);
+      if (kDhDotH) add_row_partials(row_partial, kTile, 0, acc);
     }
     if (kDhDotH) {
       __syncthreads();
-      sum_partials<MlstmChunkwiseTraits>(row_partial, kTile, rows, p.dh_dot_h + row0 + rt);
+      sum_partials<ChunkTile<scalar_t>>(row_partial, kTile, rows, p.dh_dot_h + row0 + rt);
     }
   }
 }
@@ -290,7 +306,7 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
   const int d0 = blockIdx.x * kTile, j0 = blockIdx.y * kTile;
   const int64_t bh = blockIdx.z;
 
-  ChunkTile acc;
+  ChunkTile<scalar_t> acc;
   load_tile(acc, state_ref(p.dC_T, p.dn_T, bh, DQK, DV), d0, j0);
   for (int c = chunks - 1; c >= 0; --c) {
     const int start = c * L, len = min_(L, S - start);
@@ -310,7 +326,7 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
     acc.for_each([&](int, int, float& x) { x *= decay; });
     // dC'_start = decay dC'_end + Σ_t q_t (G_t dnum'_t)ᵀ with dnum' = [dh / den | dqn]
     const scalar_t *q = p.q + row0 * DQK, *dh = p.dh + row0 * DV;
-    tile_gemm<MlstmChunkwiseTraits, Adjacent::kOuter, Adjacent::kOuter>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
         acc, len, [&](int m, int u) { return d0 + m < DQK ? static_cast<float>(q[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) {
           const int j = j0 + n;
@@ -358,104 +374,106 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   const float mx_end = g.mx[len - 1];
   const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV);
   const StateRef d_end = state_ref(p.dC_ends, p.dn_ends, bh * chunks + c, DQK, DV);
-  auto dnum = [&](int u, int j) {  // dnum' = [dh / den | dqn]
-    return j < DV ? static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]) / den[u] : (j == DV ? dqn[u] : 0.f);
-  };
+  // The gradient of the numerator is dnum' = [dh / den | dqn]. The products take dh itself and
+  // apply 1 / den and the n column's term in float32 afterwards: dh is an input (exact in a 16-bit
+  // operand), and where the normaliser is |q·n| the two terms cancel, which rounded operands would
+  // leave as noise far larger than the gradient (S = 1 without a state, say).
+  auto dh_at = [&](int u, int j) { return static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]); };
   auto carry_weight = [&](int u) { return exp_(m_p - g.mx[u]); };
   auto end_weight = [&](int u) { return exp_(g.b[u] - mx_end); };
 
-  // P = W∘(s q kᵀ) and dS = W∘dP, dP = dnum' v'ᵀ, over the causal tiles; row and column sums of P∘dP.
-  ChunkTile acc, acc2;
+  // P = W∘(s q kᵀ) and dS = W∘dP, dP = dnum' v'ᵀ = (dh vᵀ) / den + dqn, over the causal tiles; row and
+  // column sums of P∘dP.
+  using Tile = ChunkTile<scalar_t>;
+  Tile acc, acc2;
   for (int rt = 0; rt < len; rt += kTile) {
     const int rows = min_(kTile, len - rt);
     for (int ct = 0; ct <= rt; ct += kTile) {
       const int cols = min_(kTile, len - ct);
       acc.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kDepth>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth>(
           acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
           [&](int d, int n) { return n < cols ? static_cast<float>(k[(ct + n) * DQK + d]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1, [&](int m, int j) { return m < rows ? dnum(rt + m, j) : 0.f; },
-          [&](int j, int n) { return n < cols ? v_ext(v + static_cast<int64_t>(ct + n) * DV, j, DV) : 0.f; }, stage);
-      for (int r = 0; r < ChunkTile::kMicro; ++r)
-        for (int n = 0; n < ChunkTile::kMicro; ++n) {
-          const int tt = rt + ChunkTile::row(r), u = ct + ChunkTile::col(n);
-          const bool valid = ChunkTile::row(r) < rows && ChunkTile::col(n) < cols;
-          const float w = valid && u <= tt ? exp_(g.b[u] - g.mx[tt]) : 0.f;
-          const float Ptu = w * p.scale * acc.v[r][n], dPtu = acc2.v[r][n];
-          if (valid) {
-            P[tt * lp + u] = Ptu;
-            dS[tt * lp + u] = w * dPtu;
-          }
-          acc2.v[r][n] = Ptu * dPtu;
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth>(
+          acc2, DV, [&](int m, int j) { return m < rows ? dh_at(rt + m, j) : 0.f; },
+          [&](int j, int n) { return n < cols ? static_cast<float>(v[static_cast<int64_t>(ct + n) * DV + j]) : 0.f; },
+          stage);
+      for (int e = 0; e < Tile::kElems; ++e) {
+        const int tt = rt + Tile::row(e), u = ct + Tile::col(e);
+        const bool valid = Tile::row(e) < rows && Tile::col(e) < cols;
+        const float w = valid && u <= tt ? exp_(g.b[u] - g.mx[tt]) : 0.f;
+        const float Ptu = w * p.scale * acc.v[e], dPtu = valid ? acc2.v[e] / den[tt] + dqn[tt] : 0.f;
+        if (valid) {
+          P[tt * lp + u] = Ptu;
+          dS[tt * lp + u] = w * dPtu;
         }
-      add_row_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, rt, acc2);
-      add_col_partials<MlstmChunkwiseTraits>(col_partial, kMaxChunk, ct, acc2);
+        acc2.v[e] = Ptu * dPtu;
+      }
+      add_row_partials(row_partial, kMaxChunk, rt, acc2);
+      add_col_partials(col_partial, kMaxChunk, ct, acc2);
     }
   }
   __syncthreads();
-  sum_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, len, de_rows);
-  sum_partials<MlstmChunkwiseTraits>(col_partial, kMaxChunk, len, de_cols);
+  sum_partials<ChunkTile<scalar_t>>(row_partial, kMaxChunk, len, de_rows);
+  sum_partials<ChunkTile<scalar_t>>(col_partial, kMaxChunk, len, de_cols);
   __syncthreads();
 
-  // dq = s dS k + G dnum' C'_pᵀ; the second product, X, also gives dG_t = q_t·X_t.
+  // dq = s dS k + G X with X = dnum' C'_pᵀ = (dh C_pᵀ) / den + dqn n_pᵀ; X also gives dG_t = q_t·X_t.
   for (int rt = 0; rt < len; rt += kTile) {
     const int rows = min_(kTile, len - rt), keys = rt + rows;
     for (int dt = 0; dt < DQK; dt += kTile) {
       acc.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kOuter>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter>(
           acc, keys, [&](int m, int u) { return m < rows ? dS[(rt + m) * lp + u] : 0.f; },
           [&](int u, int n) { return dt + n < DQK ? static_cast<float>(k[u * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1, [&](int m, int j) { return m < rows ? dnum(rt + m, j) : 0.f; },
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+          acc2, DV, [&](int m, int j) { return m < rows ? dh_at(rt + m, j) : 0.f; },
           [&](int j, int n) { return carried.get(dt + n, j); }, stage);
-      for (int r = 0; r < ChunkTile::kMicro; ++r)
-        for (int n = 0; n < ChunkTile::kMicro; ++n) {
-          const int tt = rt + ChunkTile::row(r), d = dt + ChunkTile::col(n);
-          const bool in = ChunkTile::row(r) < rows && d < DQK;
-          if (in)
-            p.dq[(row0 + tt) * DQK + d] =
-                static_cast<scalar_t>(p.scale * acc.v[r][n] + carry_weight(tt) * acc2.v[r][n]);
-          acc2.v[r][n] *= in ? static_cast<float>(q[tt * DQK + d]) : 0.f;
-        }
-      add_row_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, rt, acc2);
+      for (int e = 0; e < Tile::kElems; ++e) {
+        const int tt = rt + Tile::row(e), d = dt + Tile::col(e);
+        const bool in = Tile::row(e) < rows && d < DQK;
+        const float X = in ? acc2.v[e] / den[tt] + dqn[tt] * carried.n[d] : 0.f;
+        if (in) p.dq[(row0 + tt) * DQK + d] = static_cast<scalar_t>(p.scale * acc.v[e] + carry_weight(tt) * X);
+        acc2.v[e] = in ? X * static_cast<float>(q[tt * DQK + d]) : 0.f;
+      }
+      add_row_partials(row_partial, kMaxChunk, rt, acc2);
     }
   }
   __syncthreads();
-  sum_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, len, dG);
+  sum_partials<ChunkTile<scalar_t>>(row_partial, kMaxChunk, len, dG);
   __syncthreads();
 
-  // Per key tile: dk = s (dSᵀ q + WE Y) with Y_u = dC'_end v'_u, and dv = Pᵀ dnum + WE s k dC_end.
+  // Per key tile: dk = s (dSᵀ q + WE Y) with Y_u = dC'_end v'_u = dC_end v_u + dn_end, and
+  // dv = Pᵀ dnum + WE s k dC_end = (P / den)ᵀ dh + WE s k dC_end.
   for (int ct = 0; ct < len; ct += kTile) {
     const int cols = min_(kTile, len - ct), depth = len - ct;  // queries t >= ct see these keys
     for (int dt = 0; dt < DQK; dt += kTile) {
       acc.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kOuter, Adjacent::kOuter>(
+      tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
           acc, depth, [&](int m, int x) { return m < cols ? dS[(ct + x) * lp + ct + m] : 0.f; },
           [&](int x, int n) { return dt + n < DQK ? static_cast<float>(q[(ct + x) * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kDepth>(
-          acc2, DV + 1,
-          [&](int m, int j) { return m < cols ? v_ext(v + static_cast<int64_t>(ct + m) * DV, j, DV) : 0.f; },
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+          acc2, DV,
+          [&](int m, int j) { return m < cols ? static_cast<float>(v[static_cast<int64_t>(ct + m) * DV + j]) : 0.f; },
           [&](int j, int n) { return d_end.get(dt + n, j); }, stage);
-      for (int r = 0; r < ChunkTile::kMicro; ++r)
-        for (int n = 0; n < ChunkTile::kMicro; ++n) {
-          const int u = ct + ChunkTile::row(r), d = dt + ChunkTile::col(n);
-          const bool in = ChunkTile::row(r) < cols && d < DQK;
-          if (in)
-            p.dk[(row0 + u) * DQK + d] = static_cast<scalar_t>(p.scale * (acc.v[r][n] + end_weight(u) * acc2.v[r][n]));
-          acc2.v[r][n] *= in ? p.scale * static_cast<float>(k[u * DQK + d]) : 0.f;
-        }
-      add_row_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, ct, acc2);
+      for (int e = 0; e < Tile::kElems; ++e) {
+        const int u = ct + Tile::row(e), d = dt + Tile::col(e);
+        const bool in = Tile::row(e) < cols && d < DQK;
+        const float Y = in ? acc2.v[e] + d_end.n[d] : 0.f;
+        if (in) p.dk[(row0 + u) * DQK + d] = static_cast<scalar_t>(p.scale * (acc.v[e] + end_weight(u) * Y));
+        acc2.v[e] = in ? Y * p.scale * static_cast<float>(k[u * DQK + d]) : 0.f;
+      }
+      add_row_partials(row_partial, kMaxChunk, ct, acc2);
     }
     for (int jt = 0; jt < DV; jt += kTile) {
       acc.fill(0.f);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kOuter, Adjacent::kOuter>(
-          acc, depth, [&](int m, int x) { return m < cols ? P[(ct + x) * lp + ct + m] : 0.f; },
-          [&](int x, int n) { return jt + n < DV ? dnum(ct + x, jt + n) : 0.f; }, stage);
-      tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kOuter>(
+      tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
+          acc, depth, [&](int m, int x) { return m < cols ? P[(ct + x) * lp + ct + m] / den[ct + x] : 0.f; },
+          [&](int x, int n) { return jt + n < DV ? dh_at(ct + x, jt + n) : 0.f; }, stage);
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
           acc, DQK,
           [&](int m, int d) {
             return m < cols ? p.scale * end_weight(ct + m) * static_cast<float>(k[(ct + m) * DQK + d]) : 0.f;
@@ -467,7 +485,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
     }
   }
   __syncthreads();
-  sum_partials<MlstmChunkwiseTraits>(row_partial, kMaxChunk, len, kY);
+  sum_partials<ChunkTile<scalar_t>>(row_partial, kMaxChunk, len, kY);
 
   // Gate gradients with the stabiliser fixed. Log weights: intra E[t,u] = a_t - a_u + i_u, carry
   // a_t + m_p, chunk end A - a_u + i_u and A + m_p (A = a at the chunk end).

@@ -32,8 +32,8 @@ XLSTM_HOST_DEVICE MlstmChunkwiseNormaliserGrad<T> mlstm_chunkwise_normaliser_bac
 
 // Tile shapes of the chunkwise kernels. A block of kThreads threads computes kTile x kTile output
 // tiles, each thread a kMicro x kMicro register tile; operands pass through shared memory kDepth
-// deep. Inner products run on CUDA cores (FMA); a tensor-core tile product can replace
-// tile_gemm (cuda/tile_gemm.cuh) and keep these shapes.
+// deep. Inner products run on tensor cores for bf16 / fp16 inputs (cuda/tile_mma.cuh: 8 warps of
+// 32 x 16 accumulator blocks, depth 32 per stage), on CUDA cores for float32 (cuda/tile_gemm.cuh).
 struct MlstmChunkwiseTraits {
   static constexpr int kTile = 64;
   static constexpr int kDepth = 16;
