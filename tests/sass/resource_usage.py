@@ -1,12 +1,12 @@
 """Resource usage of every CUDA kernel in the built module for sm_90, as the table in csrc/README.md
 ("SASS resource usage") shows it: registers, static shared memory, stack frame and local memory from
 `cuobjdump -res-usage`, and the local-memory loads and stores (LDL / STL: register spills, or a local
-array) counted in the SASS (`cuobjdump -sass`). One row per kernel and
-template arguments other than the element type; a value that differs between element types is given
-for each, in the order fp32 / bf16 / fp16.
+array) counted in the SASS (`cuobjdump -sass`). One row per kernel and template arguments other than
+the element type; a value that differs between element types is given for each, in the order
+fp32 / bf16 / fp16. From the repository root:
 
-    python3 tests/sass/resource_usage.py           # prints the table of the module xlstm_cuda._C
-    python3 tests/sass/resource_usage.py --write   # rewrites csrc/README.md's table (keeps "why")
+    python3 -m tests.sass.resource_usage           # prints the table of the module xlstm_cuda._C
+    python3 -m tests.sass.resource_usage --write   # rewrites csrc/README.md's table (keeps "why")
 
 tests/sass/test_resource_usage.py fails when the README's table is not the module's."""
 import argparse
