@@ -2,7 +2,8 @@
 (tests/emulation/fixtures) fails, the correct one passes. row_scale_kernels.cu covers what happens
 inside a block (bounds, barriers, warps, unwritten outputs); tile_sum_kernels.cu the launch (static
 shared memory, block order, __launch_bounds__, the shared-memory opt-in) and, built with the
-cross-block race check (csrc/sim/race_check.cpp), a block reading what another block wrote."""
+cross-block race check (csrc/sim/race_check.cpp), a block reading what another block wrote. The
+project's sLSTM kernels run under that race check too (race_check_slstm.cpp)."""
 import os
 import re
 import subprocess
@@ -149,3 +150,16 @@ def test_what_the_emulation_cannot_model_does_not_compile(tmp_path, code, messag
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_slstm_kernels_have_no_cross_block_race(tmp_path):
+    """The sLSTM's float kernels, forward and backward, every place of R, two batch tiles per head."""
+    compile_sim(["-c", "-x", "c++", str(ROOT / "csrc" / "ops" / "slstm" / "cuda_fp32.cu")], tmp_path / "kernels.o",
+                RACE_CHECK)
+    compile_sim([str(Path(__file__).parent / "race_check_slstm.cpp"), str(tmp_path / "kernels.o"),
+                 str(ROOT / "csrc" / "sim" / "cuda_sim.cpp"), str(ROOT / "csrc" / "sim" / "race_check.cpp")],
+                tmp_path / "race_check_slstm", [])
+    result = subprocess.run([str(tmp_path / "race_check_slstm")], capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    assert result.returncode == 0, result.stderr
+    assert "no cross-block race" in result.stdout

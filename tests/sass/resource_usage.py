@@ -1,12 +1,12 @@
 """Resource usage of every CUDA kernel in the built module for sm_90, as the table in csrc/README.md
 ("SASS resource usage") shows it: registers, static shared memory, stack frame and local memory from
 `cuobjdump -res-usage`, and the local-memory loads and stores (LDL / STL: register spills, or a local
-array) counted in the SASS (`cuobjdump -sass`). One row per kernel and
-template arguments other than the element type; a value that differs between element types is given
-for each, in the order fp32 / bf16 / fp16.
+array) counted in the SASS (`cuobjdump -sass`). One row per kernel and template arguments other than
+the element type; a value that differs between element types is given for each, in the order
+fp32 / bf16 / fp16. From the repository root:
 
-    python3 tests/sass/resource_usage.py           # prints the table of the module xlstm_cuda._C
-    python3 tests/sass/resource_usage.py --write   # rewrites csrc/README.md's table (keeps "why")
+    python3 -m tests.sass.resource_usage           # prints the table of the module xlstm_cuda._C
+    python3 -m tests.sass.resource_usage --write   # rewrites csrc/README.md's table (keeps "why")
 
 tests/sass/test_resource_usage.py fails when the README's table is not the module's."""
 import argparse
@@ -56,13 +56,14 @@ class Usage:
 
 
 def resource_usage(module: str) -> dict[str, Usage]:
-    """cuobjdump -res-usage of the module's sm_90 code, by mangled kernel name."""
+    """cuobjdump -res-usage of the module's sm_90 code, by mangled kernel name (a lone cubin, which
+    names no arch, is taken as sm_90)."""
     usage, arch = {}, None
     lines = iter(run(cuda_tool("cuobjdump"), "-res-usage", module).splitlines())
     for line in lines:
         if found := re.match(r"\s*arch = (\S+)", line):
             arch = found.group(1)
-        elif (found := re.match(r"\s*Function (\S+):$", line)) and arch == ARCH:
+        elif (found := re.match(r"\s*Function (\S+):$", line)) and arch in (ARCH, None):
             fields = dict(re.findall(r"(\w+):(\d+)", next(lines)))
             usage[found.group(1)] = Usage(int(fields["REG"]), int(fields["SHARED"]), int(fields["STACK"]),
                                           int(fields["LOCAL"]))
@@ -77,7 +78,7 @@ def count_local_accesses(sass: str, usage: dict[str, Usage]) -> None:
             arch = found.group(1)
         elif found := re.fullmatch(r"\s*Function : (\S+)", part):
             name = found.group(1)
-        elif arch == ARCH and name in usage:
+        elif arch in (ARCH, None) and name in usage:
             usage[name].local_loads += len(re.findall(r"\bLDL\b", part))
             usage[name].local_stores += len(re.findall(r"\bSTL\b", part))
 
@@ -114,7 +115,7 @@ def demangle(names: list[str]) -> list[str]:
 
 def row_key(demangled: str, enums: dict[str, list[str]]) -> tuple[str, str]:
     """(kernel with its template arguments other than the element type, element type)."""
-    found = re.match(r"void (?:xlstm::)?(\w+)(?:<(.*)>)?\(", demangled)
+    found = re.match(r"(?:void )?(?:xlstm::)?(\w+)(?:<(.*)>)?\(", demangled)  # templates show the return type
     if found is None:
         return demangled, ""
     name, arguments = found.group(1), split_template_arguments(found.group(2) or "")

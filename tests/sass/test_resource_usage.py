@@ -3,6 +3,7 @@ makes it: registers, static shared memory, stack, local memory and LDL / STL per
 and no kernel touches local memory (a register spill, or a local array) unless the table's "why"
 column says why. When this fails after a kernel change, check the new figures, then
 `python3 -m tests.sass.resource_usage --write` rewrites the table (it keeps the "why" cells)."""
+import os
 import shutil
 import subprocess
 
@@ -55,7 +56,9 @@ def test_a_kernel_that_spills_is_caught(tmp_path):
                       "  x[threadIdx.x] = s;\n"
                       "}\n")
     cubin = tmp_path / "spill.cubin"
-    subprocess.run([nvcc, "-arch=sm_90", "-cubin", "-maxrregcount=16", str(source), "-o", str(cubin)], check=True)
+    without_sanitizer = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # nvcc crashes under libasan
+    subprocess.run([nvcc, "-arch=sm_90", "-cubin", "-maxrregcount=16", str(source), "-o", str(cubin)], check=True,
+                   env=without_sanitizer)
     rows = resource_usage.table_rows(str(cubin))
     assert resource_usage.spills(rows["spilling_kernel"]), rows
     assert unexplained_local_memory(rows, {}) == ["spilling_kernel"]
