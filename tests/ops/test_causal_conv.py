@@ -8,8 +8,10 @@ from inputs import conv_inputs
 
 # (B, S, D, K): B = 1, S = 1 and S < K - 1 (the buffer reaches past the start), D below, at and
 # above a 32-channel block, K = 1 (no history) up to the CUDA kernels' 8; S = 300 spans several
-# row blocks.
-SHAPES = [(1, 1, 5, 4), (2, 2, 32, 4), (3, 17, 40, 3), (2, 300, 70, 4), (1, 9, 7, 1), (2, 12, 33, 8)]
+# row blocks; D % 4 == 0 (the CUDA kernels' 4-channel accesses) with several channel blocks and
+# time tiles, at K = 8 and 2.
+SHAPES = [(1, 1, 5, 4), (2, 2, 32, 4), (3, 17, 40, 3), (2, 300, 70, 4), (1, 9, 7, 1), (2, 12, 33, 8),
+          (2, 140, 132, 8), (1, 300, 64, 2)]
 
 
 def check_against_reference(backend, gen, x, weight, bias, initial):

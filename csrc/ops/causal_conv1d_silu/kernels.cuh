@@ -16,6 +16,9 @@ struct CausalConv1dSiluLaunchShape {
   static constexpr int kChannelThreads = 32, kRowThreads = 8, kStepsPerThread = 16;
   static constexpr int kStepsPerBlock = kRowThreads * kStepsPerThread, kThreads = kChannelThreads * kRowThreads;
   static constexpr int kMaxWidth = 8;  // the kernels are instantiated for K = 1 .. kMaxWidth
+  // __launch_bounds__(kThreads, kMinBlocks): left to itself, ptxas held the K = 5 backward to 128
+  // registers and spilled 8 bytes; one block per SM as the floor lets it take the 136 it needs.
+  static constexpr int kMinBlocks = 1;
 };
 
 // The per-thread sliding window over the padded sequence xp of one batch row, kVec channels wide,
@@ -65,7 +68,7 @@ struct CausalConvWindow {
 };
 
 template <typename scalar_t, int kVec, int K>
-__global__ void __launch_bounds__(CausalConv1dSiluLaunchShape::kThreads)
+__global__ void __launch_bounds__(CausalConv1dSiluLaunchShape::kThreads, CausalConv1dSiluLaunchShape::kMinBlocks)
     causal_conv1d_silu_fwd_kernel(CausalConv1dSiluParams<scalar_t, float> p) {
   using Shape = CausalConv1dSiluLaunchShape;
   const int64_t d = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
@@ -92,7 +95,7 @@ __global__ void __launch_bounds__(CausalConv1dSiluLaunchShape::kThreads)
 // partials, which the block sums over its rows into partial[blockIdx.z * gridDim.y + blockIdx.y]
 // ((K + 1, D): K rows of d_weight_t, then d_bias).
 template <typename scalar_t, int kVec, int K>
-__global__ void __launch_bounds__(CausalConv1dSiluLaunchShape::kThreads)
+__global__ void __launch_bounds__(CausalConv1dSiluLaunchShape::kThreads, CausalConv1dSiluLaunchShape::kMinBlocks)
     causal_conv1d_silu_bwd_kernel(CausalConv1dSiluBwdParams<scalar_t, float> p, float* partial) {
   using Shape = CausalConv1dSiluLaunchShape;
   XLSTM_DYNAMIC_SHARED(float, scratch);  // kVec x blockDim.y x blockDim.x
