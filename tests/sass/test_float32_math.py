@@ -5,43 +5,9 @@ either way, so only the compiled code can show this. (.FTZ instructions remain, 
 own integer-division sequences, F2I.FTZ and the like: they are not float math of ours.) Without
 CUDA kernels in the build (a CPU-only install) there is no device code to read, which the test
 checks too."""
-import re
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
 import xlstm_cuda
 
 FORBIDDEN = {"MUFU.TANH": "tanh.approx"}
-
-
-def cuobjdump() -> str:
-    """triton's bundled cuobjdump, else one on PATH."""
-    try:
-        import triton
-    except ImportError:
-        triton = None
-    if triton is not None:
-        bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-        if bundled.exists():
-            return str(bundled)
-    found = shutil.which("cuobjdump")
-    if found is None:
-        pytest.fail("cuobjdump not found: install triton (torch's CUDA build brings it) or a CUDA toolkit")
-    return found
-
-
-@pytest.fixture(scope="module")
-def kernels_sass() -> dict[str, str]:
-    """SASS of every kernel in the extension module, by mangled name."""
-    result = subprocess.run([cuobjdump(), "-sass", xlstm_cuda._C.__file__], capture_output=True, text=True)
-    if "does not contain device code" in result.stderr + result.stdout:
-        return {}
-    assert result.returncode == 0, result.stderr
-    sections = re.split(r"^\s*Function : (\S+)\s*$", result.stdout, flags=re.MULTILINE)
-    return dict(zip(sections[1::2], sections[2::2]))
 
 
 def test_no_approximate_math_in_any_kernel(kernels_sass):

@@ -150,7 +150,7 @@ inline int64_t mlstm_chunkwise_state_smem_floats(bool tensor_cores) {
   return chunkwise::kGateFloats + chunkwise::stage_floats(tensor_cores);
 }
 inline int64_t mlstm_chunkwise_fwd_outputs_smem_floats(bool tensor_cores) {
-  return chunkwise::kGateFloats + chunkwise::kTile + chunkwise::kTile * chunkwise::kMaxChunk +
+  return chunkwise::kGateFloats + 2 * chunkwise::kTile + chunkwise::kTile * chunkwise::kMaxChunk +
          chunkwise::kSpread * chunkwise::kTile + chunkwise::stage_floats(tensor_cores);
 }
 // P and dS of the whole chunk (rows padded to tiles), six per-token vectors, two partial-sum
@@ -210,7 +210,8 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
   XLSTM_DYNAMIC_SHARED(float, smem);
   const ChunkGates g = chunk_gates_at(smem);
   float* den = smem + kGateFloats;  // of the current row tile
-  float* P = den + kTile;           // [kTile][kMaxChunk]: W∘(s q·k) of the current row tile
+  float* P_rows = den + kTile;      // Σ_u P[t, u] of the current row tile
+  float* P = P_rows + kTile;        // [kTile][kMaxChunk]: W∘(s q·k) of the current row tile
   float* row_partial = P + kTile * kMaxChunk;  // [kSpread][kTile], for dh·h
   float* stage = row_partial + kSpread * kTile;
   const Dims z = dims_of(p);
@@ -241,22 +242,33 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
       });
     }
     __syncthreads();
+    // q·n's intra-chunk part in float32, not through P rounded to a 16-bit operand: the normaliser
+    // reaches every gradient, and the stabiliser's gradient cancels against it.
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+      float sum = 0.f;
+      for (int u = 0; u < keys; ++u) sum += P[r * kMaxChunk + u];
+      P_rows[r] = sum;
+    }
     // The column tile holding n's column first: it gives q·n, hence the normaliser of every row.
     for (int step = 0; step < col_tiles; ++step) {
       const int j0 = (col_tiles - 1 + step) % col_tiles * kTile;
-      // G q C' first, G applied to the float32 product (q is exact in a 16-bit operand), then P v'.
+      // G q C' first, G applied to the float32 product (q is exact in a 16-bit operand), then P v
+      // (and P's row sums in n's column). P is split: the numerator must agree with the normaliser
+      // to about float32 precision, or the gradients that cancel between them (S = 1) do not.
       acc.fill(0.f);
       tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
           acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
           [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
       acc.for_each([&](int r, int, float& x) { x = r < rows ? exp_(m_p - g.mx[rt + r]) * x : 0.f; });
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kA>(
           acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
-          [&](int u, int n) { return v_ext(v + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
+          [&](int u, int n) { return j0 + n < DV ? static_cast<float>(v[static_cast<int64_t>(u) * DV + j0 + n]) : 0.f; },
+          stage);
       if (step == 0) {
         acc.for_each([&](int r, int n, float& qn) {
           if (r < rows && j0 + n == DV) {
             const int t = rt + r;
+            qn += P_rows[r];
             den[r] = mlstm_denominator(qn, g.a[t] + g.mx[t], p.eps);
             if (!kDhDotH) p.qn_all[row0 + t] = qn;
           }
@@ -326,7 +338,7 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
     acc.for_each([&](int, int, float& x) { x *= decay; });
     // dC'_start = decay dC'_end + Σ_t q_t (G_t dnum'_t)ᵀ with dnum' = [dh / den | dqn]
     const scalar_t *q = p.q + row0 * DQK, *dh = p.dh + row0 * DV;
-    tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kB>(
         acc, len, [&](int m, int u) { return d0 + m < DQK ? static_cast<float>(q[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) {
           const int j = j0 + n;
