@@ -6,6 +6,10 @@
 // shuffled on every launch, so code that reads another thread's data without a barrier sees stale
 // or poisoned (NaN) values. Warp collectives exchange values only when every lane named in the
 // mask has arrived, so code that assumes lock-step warps without saying so fails here too.
+//
+// A cluster launch (sm_90 thread-block clusters) runs all blocks of a cluster at once, their
+// threads as one group of fibers shuffled together, with cluster barriers and distributed shared
+// memory (a pointer into a peer block's dynamic shared memory); clusters run one after another.
 #pragma once
 
 #include <cmath>
@@ -52,6 +56,25 @@ void* dynamic_shared();
 // or on a barrier / collective that can never complete.
 void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
 
+// Thread-block clusters. A cluster has at most 8 blocks, or 16 where the kernel allows a
+// non-portable cluster size (cudaFuncAttributeNonPortableClusterSizeAllowed).
+constexpr unsigned kMaxPortableClusterBlocks = 8;
+constexpr unsigned kMaxClusterBlocks = 16;
+// As launch, with the grid in clusters of `cluster` blocks (cudaLaunchAttributeClusterDimension).
+void launch_cluster(dim3 grid, dim3 block, dim3 cluster, size_t dynamic_smem_bytes, bool non_portable_cluster_size,
+                    const std::function<void()>& body);
+// barrier.cluster.arrive / .wait: a wait returns once every thread of the cluster has arrived as
+// often as the waiting thread has; each thread alternates arrive and wait.
+void cluster_arrive();
+void cluster_wait();
+unsigned cluster_block_rank();
+unsigned cluster_blocks();
+// mapa: the address in block `rank`'s dynamic shared memory of `ptr`, an address in the running
+// block's. Only after the caller has passed a cluster barrier (before it, the peer may not have
+// started) and while block `rank` runs: its shared memory is released when its threads exit, so
+// a peer's later access through a pointer mapped before is a use after free (AddressSanitizer).
+void* cluster_map_shared_rank(const void* ptr, unsigned rank);
+
 template <typename T>
 uint64_t to_bits(T value) {
   static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable<T>::value,
@@ -85,6 +108,14 @@ inline int lane_id() {
 }  // namespace xlstm_sim
 
 inline void __syncthreads() { xlstm_sim::syncthreads(); }
+// The sm_90 cluster intrinsics (crt/sm_90_rt.h) the kernels use.
+inline void __cluster_barrier_arrive() { xlstm_sim::cluster_arrive(); }
+inline void __cluster_barrier_wait() { xlstm_sim::cluster_wait(); }
+inline unsigned __clusterRelativeBlockRank() { return xlstm_sim::cluster_block_rank(); }
+inline unsigned __clusterSizeInBlocks() { return xlstm_sim::cluster_blocks(); }
+inline void* __cluster_map_shared_rank(const void* ptr, unsigned rank) {
+  return xlstm_sim::cluster_map_shared_rank(ptr, rank);
+}
 inline void __syncwarp(unsigned mask = 0xffffffffu) { xlstm_sim::syncwarp(mask); }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
   return xlstm_sim::warp_ballot(mask, predicate != 0);
