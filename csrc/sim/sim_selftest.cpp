@@ -88,6 +88,17 @@ __global__ void cluster_map_before_barrier(int* out) {
 
 __global__ void cluster_wait_without_arrive() { __cluster_barrier_wait(); }
 
+__global__ void cluster_arrive_twice() {
+  __cluster_barrier_arrive();
+  __cluster_barrier_arrive();
+}
+
+__global__ void cluster_map_global_memory(int* out) {
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();
+  (void)__cluster_map_shared_rank(out, 0);
+}
+
 __global__ void cluster_block_exits_early() {
   if (__clusterRelativeBlockRank() == 0) return;
   __cluster_barrier_arrive();
@@ -155,6 +166,8 @@ int main() {
   expect_throw([] { xlstm_sim::launch_cluster(dim3(6), dim3(32), dim3(4), 0, false, [] {}); }, "whole number of clusters");
   expect_throw(cluster_of(2, false, [&] { cluster_map_before_barrier(scratch.data()); }), "before a cluster barrier");
   expect_throw(cluster_of(2, false, [] { cluster_wait_without_arrive(); }), "wait without an arrive");
+  expect_throw(cluster_of(2, false, [] { cluster_arrive_twice(); }), "arrive twice");
+  expect_throw(cluster_of(2, false, [&] { cluster_map_global_memory(scratch.data()); }), "not in this block's dynamic");
   expect_throw(cluster_of(2, false, [] { cluster_block_exits_early(); }), "deadlock");
   expect_throw([] { xlstm_sim::launch(dim3(1), dim3(32), 0, [] { (void)__clusterRelativeBlockRank(); }); },
                "without a cluster dimension");
