@@ -2,15 +2,17 @@
 #pragma once
 
 // XLSTM_STATIC_SHARED(float, partial, [64][2]) declares `__shared__ float partial[64][2]`; in the
-// emulation a static registered once, so that it is poisoned at every block start (GCC drops a
-// section attribute on the statics of template instances, which would have needed no macro).
+// emulation a static registered once, so that it is poisoned at every block start, and rejected in
+// a cluster launch, whose blocks would share it (GCC drops a section attribute on the statics of
+// template instances, which would have needed no macro).
 #if defined(XLSTM_SIM)
 #include "sim/cuda_sim.h"
 #define XLSTM_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::xlstm_sim::dynamic_shared())
 #define XLSTM_STATIC_SHARED(type, name, dims)                         \
   static type name dims;                                              \
   [[maybe_unused]] static const bool name##_poisoned_per_block_ =     \
-      ::xlstm_sim::register_static_shared(&name, sizeof(name))
+      ::xlstm_sim::register_static_shared(&name, sizeof(name));       \
+  [[maybe_unused]] const bool name##_outside_clusters_ = ::xlstm_sim::use_static_shared()
 #elif defined(__CUDACC__)
 // One untyped symbol: typed `extern __shared__` arrays in templates would clash between instances.
 #define XLSTM_DYNAMIC_SHARED(type, name)                                  \

@@ -1,10 +1,12 @@
-// Fiber scheduler behind cuda_sim.h: one block at a time in a shuffled order, its threads as fibers.
+// Fiber scheduler behind cuda_sim.h: one block (or one cluster of blocks) at a time in a shuffled
+// order, its threads as fibers.
 #include "cuda_sim.h"
 
 #include <sys/mman.h>
 #include <ucontext.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <exception>
 #include <map>
@@ -100,7 +102,7 @@ void start_context(FiberContext& c, void* stack, size_t bytes, void (*entry)()) 
 
 constexpr size_t kFiberStackBytes = 512 * 1024;
 
-enum class FiberState { runnable, at_block_barrier, at_warp_barrier, done };
+enum class FiberState { runnable, at_block_barrier, at_warp_barrier, at_cluster_barrier, done };
 
 struct Fiber {
   FiberContext context;
@@ -109,6 +111,8 @@ struct Fiber {
   FiberState state = FiberState::done;
   unsigned warp_mask = 0;     // mask of the collective this fiber waits in
   unsigned collectives = 0;   // how many warp collectives it has entered (selects the slot buffer)
+  unsigned block_slot = 0;    // its block's rank in the cluster (0 outside cluster launches)
+  unsigned cluster_arrivals = 0, cluster_waits = 0;  // cluster barrier phases arrived at / passed
   void* asan_fake_stack = nullptr;
 };
 
@@ -131,12 +135,20 @@ struct Scheduler {
   size_t scheduler_stack_size = 0;
   void* scheduler_fake_stack = nullptr;
   std::exception_ptr error;  // raised inside a fiber, rethrown by the scheduler
+  // Cluster launches: fibers and warps are block-major, block_smem[rank] is each block's dynamic
+  // shared memory (released when the block's threads have exited; dynamic_smem is unused).
+  unsigned cluster_blocks = 0;  // 0 outside cluster launches
+  std::vector<std::unique_ptr<unsigned char[]>> block_smem;
 };
+
+unsigned blocks_in_flight(const Scheduler& s) { return s.cluster_blocks ? s.cluster_blocks : 1; }
+unsigned threads_per_block(const Scheduler& s) { return static_cast<unsigned>(s.fibers.size()) / blocks_in_flight(s); }
+unsigned warps_per_block(const Scheduler& s) { return static_cast<unsigned>(s.warps.size()) / blocks_in_flight(s); }
 
 thread_local Scheduler* tls_scheduler = nullptr;
 std::mutex launch_mutex;
 uint64_t launches = 0;  // under launch_mutex
-std::map<const void*, size_t> opt_in_dynamic_shared;  // per kernel, under launch_mutex
+std::map<const void*, KernelAttributes> kernel_attributes;  // per kernel, under launch_mutex
 
 struct MemoryRange {
   unsigned char* begin;
@@ -156,15 +168,16 @@ void poison_shared_memory(Scheduler& s) {
   poison({s.dynamic_smem.get(), s.dynamic_smem_bytes});
 }
 
-// Every block of the grid once, in a shuffled order: the GPU promises no order either.
-std::vector<dim3> block_order(dim3 grid, std::mt19937& rng) {
-  std::vector<dim3> blocks;
-  blocks.reserve(static_cast<size_t>(grid.x) * grid.y * grid.z);
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) blocks.emplace_back(bx, by, bz);
-  std::shuffle(blocks.begin(), blocks.end(), rng);
-  return blocks;
+// The first block of every cluster of the grid (every block where `cluster` is one block) once, in a
+// shuffled order: the GPU promises no order either.
+std::vector<dim3> cluster_order(dim3 grid, dim3 cluster, std::mt19937& rng) {
+  std::vector<dim3> origins;
+  origins.reserve(static_cast<size_t>(grid.x / cluster.x) * (grid.y / cluster.y) * (grid.z / cluster.z));
+  for (unsigned bz = 0; bz < grid.z; bz += cluster.z)
+    for (unsigned by = 0; by < grid.y; by += cluster.y)
+      for (unsigned bx = 0; bx < grid.x; bx += cluster.x) origins.emplace_back(bx, by, bz);
+  std::shuffle(origins.begin(), origins.end(), rng);
+  return origins;
 }
 
 [[noreturn]] void fail(const std::string& message) {
@@ -221,15 +234,20 @@ Scheduler& active_scheduler(const char* what) {
   return *tls_scheduler;
 }
 
+// The warp of a fiber among the scheduler's warps (block-major in a cluster).
+unsigned warp_index(const Scheduler& s, const Fiber& f) {
+  return f.block_slot * warps_per_block(s) + linear_thread_index(f.thread) / warpSize;
+}
+
 unsigned existing_lanes(const Scheduler& s, unsigned warp) {
-  return warp + 1 == s.warps.size() ? s.existing_lanes_last_warp : 0xffffffffu;
+  return (warp % warps_per_block(s)) + 1 == warps_per_block(s) ? s.existing_lanes_last_warp : 0xffffffffu;
 }
 
 // Parks the running fiber in a warp collective until every lane of `mask` has arrived.
 void arrive_at_warp_barrier(Scheduler& s, unsigned mask, const char* what) {
   Fiber& f = *s.running;
   const unsigned lane = linear_thread_index(f.thread) % warpSize;
-  const unsigned warp = linear_thread_index(f.thread) / warpSize;
+  const unsigned warp = warp_index(s, f);
   Warp& w = s.warps[warp];
   if ((mask & ~existing_lanes(s, warp)) != 0)
     fail(std::string(what) + " mask names lanes that do not exist in this warp (block size " +
@@ -240,7 +258,7 @@ void arrive_at_warp_barrier(Scheduler& s, unsigned mask, const char* what) {
   f.warp_mask = mask;
   w.arrived |= 1u << lane;
   if ((w.arrived & mask) == mask) {
-    const unsigned base = warp * warpSize;
+    const unsigned base = f.block_slot * threads_per_block(s) + (warp % warps_per_block(s)) * warpSize;
     for (unsigned l = 0; l < warpSize; ++l) {
       if ((mask >> l) & 1u) {
         Fiber& other = s.fibers[base + l];
@@ -283,6 +301,60 @@ void run_block(Scheduler& s, std::mt19937& rng) {
   }
 }
 
+// Runs a cluster's fibers (block-major) to completion, with the blocks drifting apart as they do on
+// a GPU: fibers of all blocks run shuffled together, cluster barriers release every waiter at once,
+// but of the blocks whose __syncthreads could complete a random subset goes on each time. A
+// block's shared memory is released the moment its last thread exits.
+void run_cluster(Scheduler& s, std::mt19937& rng) {
+  const unsigned blocks = s.cluster_blocks;
+  std::vector<unsigned> live(blocks, threads_per_block(s)), at_barrier(blocks);
+  std::vector<Fiber*> order;
+  std::vector<unsigned> releasable;
+  for (;;) {
+    order.clear();
+    std::fill(at_barrier.begin(), at_barrier.end(), 0u);
+    unsigned fewest_arrivals = UINT_MAX;
+    for (Fiber& f : s.fibers) {
+      fewest_arrivals = std::min(fewest_arrivals, f.cluster_arrivals);
+      if (f.state == FiberState::runnable) order.push_back(&f);
+      if (f.state == FiberState::at_block_barrier) ++at_barrier[f.block_slot];
+    }
+    if (std::all_of(live.begin(), live.end(), [](unsigned n) { return n == 0; })) return;
+    if (!order.empty()) {
+      std::shuffle(order.begin(), order.end(), rng);
+      for (Fiber* f : order) {
+        if (f->state != FiberState::runnable) continue;
+        run_fiber(s, *f);
+        if (s.error) std::rethrow_exception(s.error);
+        if (f->state == FiberState::done && --live[f->block_slot] == 0) s.block_smem[f->block_slot].reset();
+      }
+      continue;
+    }
+    releasable.clear();
+    for (unsigned b = 0; b < blocks; ++b)
+      if (live[b] > 0 && at_barrier[b] == live[b]) releasable.push_back(b);
+    if (!releasable.empty()) {
+      std::shuffle(releasable.begin(), releasable.end(), rng);
+      releasable.resize(std::uniform_int_distribution<size_t>(1, releasable.size())(rng));
+    }
+    bool released = false;
+    for (Fiber& f : s.fibers) {
+      const bool block_released = f.state == FiberState::at_block_barrier &&
+                                  std::find(releasable.begin(), releasable.end(), f.block_slot) != releasable.end();
+      // A wait completes the phase the fiber arrived at last: once every thread has arrived there.
+      const bool cluster_released = f.state == FiberState::at_cluster_barrier && fewest_arrivals >= f.cluster_arrivals;
+      if (cluster_released) ++f.cluster_waits;
+      if (block_released || cluster_released) {
+        f.state = FiberState::runnable;
+        released = true;
+      }
+    }
+    if (released) continue;
+    fail("deadlock: threads wait at a cluster barrier that other threads of the cluster have exited without "
+         "arriving at, or wait in a barrier or collective whose other threads wait elsewhere (divergent barrier)");
+  }
+}
+
 uint64_t initial_seed() {
   const char* env = std::getenv("XLSTM_SIM_SEED");
   return env != nullptr ? std::strtoull(env, nullptr, 10) : 0x5eed;
@@ -315,7 +387,7 @@ uint64_t warp_shuffle(unsigned mask, uint64_t bits, int src_lane) {
   Scheduler& s = active_scheduler("__shfl_sync");
   Fiber& f = *s.running;
   const unsigned lane = linear_thread_index(f.thread) % warpSize;
-  Warp& w = s.warps[linear_thread_index(f.thread) / warpSize];
+  Warp& w = s.warps[warp_index(s, f)];
   // Two slot buffers: a lane can only reach collective g+2 after every lane has left collective g.
   uint64_t* slots = w.slots[f.collectives++ % 2];
   slots[lane] = bits;
@@ -328,7 +400,7 @@ unsigned warp_ballot(unsigned mask, bool predicate) {
   Scheduler& s = active_scheduler("__ballot_sync");
   Fiber& f = *s.running;
   const unsigned lane = linear_thread_index(f.thread) % warpSize;
-  Warp& w = s.warps[linear_thread_index(f.thread) / warpSize];
+  Warp& w = s.warps[warp_index(s, f)];
   uint64_t* slots = w.slots[f.collectives++ % 2];
   slots[lane] = predicate ? 1 : 0;
   arrive_at_warp_barrier(s, mask, "__ballot_sync");
@@ -343,7 +415,7 @@ void warp_all_gather(unsigned mask, const void* mine, size_t bytes, void* all) {
   if (bytes > kMaxGatherBytes) fail("warp_all_gather of more than kMaxGatherBytes per lane");
   Fiber& f = *s.running;
   const unsigned lane = linear_thread_index(f.thread) % warpSize;
-  Warp& w = s.warps[linear_thread_index(f.thread) / warpSize];
+  Warp& w = s.warps[warp_index(s, f)];
   auto& slots = w.gathered[f.collectives++ % 2];
   std::memcpy(slots[lane], mine, bytes);
   arrive_at_warp_barrier(s, mask, "warp matrix instruction");
@@ -357,12 +429,19 @@ void syncwarp(unsigned mask) {
   arrive_at_warp_barrier(s, mask, "__syncwarp");
 }
 
-void* dynamic_shared() { return active_scheduler("dynamic shared memory").dynamic_smem.get(); }
+void* dynamic_shared() {
+  Scheduler& s = active_scheduler("dynamic shared memory");
+  return s.cluster_blocks ? s.block_smem[s.running->block_slot].get() : s.dynamic_smem.get();
+}
 
+// In a cluster launch the race check's unit is the cluster: its blocks run at once and order their
+// accesses with cluster barriers, which the check cannot see, so it reports the cluster's first block.
 bool running_block(RunningBlock* block) {
   const Scheduler* s = tls_scheduler;
   if (s == nullptr || s->running == nullptr) return false;
-  *block = {launches, s->running->thread.block_idx};
+  dim3 block_idx = s->running->thread.block_idx;
+  if (s->cluster_blocks) block_idx = s->fibers.front().thread.block_idx;
+  *block = {launches, block_idx};
   return true;
 }
 
@@ -371,6 +450,8 @@ bool is_block_local(const void* address) {
   if (MemoryRange{static_cast<unsigned char*>(s.running->stack), kFiberStackBytes}.contains(address) ||
       MemoryRange{s.dynamic_smem.get(), s.dynamic_smem_bytes}.contains(address))
     return true;
+  for (const auto& smem : s.block_smem)  // a cluster's shared memory, its peers' included
+    if (smem && MemoryRange{smem.get(), s.dynamic_smem_bytes}.contains(address)) return true;
   for (const MemoryRange& variable : static_shared)
     if (variable.contains(address)) return true;
   return false;
@@ -383,21 +464,39 @@ bool register_static_shared(void* variable, size_t bytes) {
   return true;
 }
 
-cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
-  if (bytes < 0 || static_cast<size_t>(bytes) > kMaxDynamicSharedBytes) return cudaErrorInvalidValue;
-  std::lock_guard<std::mutex> lock(launch_mutex);
-  opt_in_dynamic_shared[kernel] = static_cast<size_t>(bytes);
-  return cudaSuccess;
+bool use_static_shared() {
+  if (active_scheduler("static shared memory").cluster_blocks)
+    fail("static shared memory (XLSTM_STATIC_SHARED) in a cluster launch: the emulation runs a cluster's blocks at "
+         "once with one instance of each static, so a cluster kernel takes dynamic shared memory");
+  return true;
 }
 
-size_t max_dynamic_shared(const void* kernel) {
+cudaError_t set_kernel_attribute(const void* kernel, cudaFuncAttribute attribute, int value) {
   std::lock_guard<std::mutex> lock(launch_mutex);
-  const auto found = opt_in_dynamic_shared.find(kernel);
-  return found == opt_in_dynamic_shared.end() ? kDefaultDynamicSharedBytes : found->second;
+  KernelAttributes& attributes = kernel_attributes[kernel];
+  switch (attribute) {
+    case cudaFuncAttributeMaxDynamicSharedMemorySize:
+      if (value < 0 || static_cast<size_t>(value) > kMaxDynamicSharedBytes) return cudaErrorInvalidValue;
+      attributes.max_dynamic_shared_bytes = static_cast<size_t>(value);
+      return cudaSuccess;
+    case cudaFuncAttributeNonPortableClusterSizeAllowed:
+      if (value != 0 && value != 1) return cudaErrorInvalidValue;
+      attributes.non_portable_cluster_size = value == 1;
+      return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
 }
 
-void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body,
-            const KernelLimits& limits) {
+KernelAttributes kernel_attributes_of(const void* kernel) {
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  const auto found = kernel_attributes.find(kernel);
+  return found == kernel_attributes.end() ? KernelAttributes{} : found->second;
+}
+
+namespace {
+
+// The limits every launch is checked against, as the GPU would, and the kernel's own.
+void check_launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const KernelLimits& limits) {
   const unsigned threads = block.x * block.y * block.z;
   if (threads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) fail("launch with an empty grid or block");
   if (threads > kMaxThreadsPerBlock) fail("launch with " + std::to_string(threads) + " threads per block (max 1024)");
@@ -408,14 +507,51 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::functio
   if (dynamic_smem_bytes > kMaxDynamicSharedBytes)
     fail("launch asks for " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory (max " +
          std::to_string(kMaxDynamicSharedBytes) + ")");
-  if (dynamic_smem_bytes > limits.max_dynamic_shared_bytes)
+  if (dynamic_smem_bytes > limits.attributes.max_dynamic_shared_bytes)
     fail("launch asks for " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory, above the " +
-         std::to_string(limits.max_dynamic_shared_bytes) + " the kernel allows (above " +
+         std::to_string(limits.attributes.max_dynamic_shared_bytes) + " the kernel allows (above " +
          std::to_string(kDefaultDynamicSharedBytes) +
          " the kernel needs cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize))");
+}
+
+Scheduler& cluster_scheduler(const char* what) {
+  Scheduler& s = active_scheduler(what);
+  if (s.cluster_blocks == 0) fail(std::string(what) + " called in a kernel launched without a cluster dimension");
+  return s;
+}
+
+// Starts the fibers of block `block_idx` at fibers[first ..], the cluster rank `rank`.
+void start_block(Scheduler& s, FiberStacks& stacks, size_t first, unsigned rank, dim3 block_idx, dim3 block,
+                 dim3 grid) {
+  size_t t = first;
+  for (unsigned tz = 0; tz < block.z; ++tz)
+    for (unsigned ty = 0; ty < block.y; ++ty)
+      for (unsigned tx = 0; tx < block.x; ++tx, ++t) {
+        Fiber& f = s.fibers[t];
+        f.thread = ThreadContext{dim3(tx, ty, tz), block_idx, block, grid};
+        f.state = FiberState::runnable;
+        f.collectives = 0;
+        f.warp_mask = 0;
+        f.block_slot = rank;
+        f.cluster_arrivals = f.cluster_waits = 0;
+        f.stack = stacks.get(t);
+        start_context(f.context, f.stack, kFiberStackBytes, fiber_entry);
+      }
+}
+
+FiberStacks& fiber_stacks() {
+  static FiberStacks stacks;  // under launch_mutex
+  return stacks;
+}
+
+}  // namespace
+
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body,
+            const KernelLimits& limits) {
+  check_launch(grid, block, dynamic_smem_bytes, limits);
+  const unsigned threads = block.x * block.y * block.z;
 
   std::lock_guard<std::mutex> lock(launch_mutex);
-  static FiberStacks stacks;
   std::mt19937 rng(static_cast<uint32_t>(initial_seed() + 7919 * launches++));
 
   Scheduler s;
@@ -431,22 +567,91 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::functio
     ~Reset() { tls_scheduler = nullptr; }
   } reset;
 
-  for (const dim3& block_idx : block_order(grid, rng)) {
+  for (const dim3& block_idx : cluster_order(grid, dim3(1), rng)) {
     poison_shared_memory(s);
     for (Warp& w : s.warps) w.arrived = 0;
-    unsigned t = 0;
-    for (unsigned tz = 0; tz < block.z; ++tz)
-      for (unsigned ty = 0; ty < block.y; ++ty)
-        for (unsigned tx = 0; tx < block.x; ++tx, ++t) {
-          Fiber& f = s.fibers[t];
-          f.thread = ThreadContext{dim3(tx, ty, tz), block_idx, block, grid};
-          f.state = FiberState::runnable;
-          f.collectives = 0;
-          f.warp_mask = 0;
-          f.stack = stacks.get(t);
-          start_context(f.context, f.stack, kFiberStackBytes, fiber_entry);
-        }
+    start_block(s, fiber_stacks(), 0, 0, block_idx, block, grid);
     run_block(s, rng);
+  }
+}
+
+void cluster_arrive() {
+  Scheduler& s = cluster_scheduler("barrier.cluster.arrive");
+  Fiber& f = *s.running;
+  if (f.cluster_arrivals != f.cluster_waits) fail("barrier.cluster.arrive twice without a wait in between");
+  ++f.cluster_arrivals;
+}
+
+void cluster_wait() {
+  Scheduler& s = cluster_scheduler("barrier.cluster.wait");
+  Fiber& f = *s.running;
+  if (f.cluster_arrivals == f.cluster_waits) fail("barrier.cluster.wait without an arrive before it");
+  f.state = FiberState::at_cluster_barrier;
+  switch_to_scheduler(s, f, false);
+}
+
+unsigned cluster_block_rank() { return cluster_scheduler("%cluster_ctarank").running->block_slot; }
+
+unsigned cluster_blocks() { return cluster_scheduler("%cluster_nctarank").cluster_blocks; }
+
+void* cluster_map_shared_rank(const void* ptr, unsigned rank) {
+  Scheduler& s = cluster_scheduler("mapa (map_shared_rank)");
+  const Fiber& f = *s.running;
+  if (rank >= s.cluster_blocks)
+    fail("mapa: block rank " + std::to_string(rank) + " outside the cluster of " + std::to_string(s.cluster_blocks));
+  if (f.cluster_waits == 0)
+    fail("mapa: distributed shared memory used before a cluster barrier (the peer block may not have started)");
+  const auto* own = s.block_smem[f.block_slot].get();
+  const auto* p = static_cast<const unsigned char*>(ptr);
+  if (own == nullptr || p < own || p >= own + s.dynamic_smem_bytes)
+    fail("mapa: the pointer is not in this block's dynamic shared memory");
+  if (!s.block_smem[rank])
+    fail("mapa: block rank " + std::to_string(rank) + " of the cluster has exited (its shared memory is released): "
+         "a cluster barrier must keep it alive while peers use it");
+  return s.block_smem[rank].get() + (p - own);
+}
+
+void launch_cluster(dim3 grid, dim3 block, dim3 cluster, size_t dynamic_smem_bytes, const std::function<void()>& body,
+                    const KernelLimits& limits) {
+  check_launch(grid, block, dynamic_smem_bytes, limits);
+  const unsigned blocks = cluster.x * cluster.y * cluster.z;
+  const bool non_portable = limits.attributes.non_portable_cluster_size;
+  const unsigned limit = non_portable ? kMaxClusterBlocks : kMaxPortableClusterBlocks;
+  if (blocks == 0 || blocks > limit)
+    fail("launch with clusters of " + std::to_string(blocks) + " blocks (max " + std::to_string(limit) +
+         (non_portable ? ")" : " without the non-portable cluster size attribute)"));
+  if (grid.x % cluster.x || grid.y % cluster.y || grid.z % cluster.z)
+    fail("launch whose grid is not a whole number of clusters");
+  const unsigned threads = block.x * block.y * block.z;
+
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  std::mt19937 rng(static_cast<uint32_t>(initial_seed() + 104729 * launches++));
+
+  Scheduler s;
+  s.body = &body;
+  s.cluster_blocks = blocks;
+  s.dynamic_smem_bytes = dynamic_smem_bytes;
+  s.fibers.resize(static_cast<size_t>(blocks) * threads);
+  s.warps.resize(static_cast<size_t>(blocks) * ((threads + warpSize - 1) / warpSize));
+  s.block_smem.resize(blocks);
+  const unsigned tail = threads % warpSize;
+  s.existing_lanes_last_warp = tail == 0 ? 0xffffffffu : (1u << tail) - 1;
+  tls_scheduler = &s;
+  struct Reset {
+    ~Reset() { tls_scheduler = nullptr; }
+  } reset;
+
+  for (const dim3& origin : cluster_order(grid, cluster, rng)) {
+    for (Warp& w : s.warps) w.arrived = 0;
+    for (unsigned rank = 0; rank < blocks; ++rank) {
+      s.block_smem[rank].reset(dynamic_smem_bytes ? new unsigned char[dynamic_smem_bytes] : nullptr);
+      poison({s.block_smem[rank].get(), dynamic_smem_bytes});
+      // Rank order is x fastest within the cluster, as %cluster_ctarank.
+      const dim3 block_idx(origin.x + rank % cluster.x, origin.y + rank / cluster.x % cluster.y,
+                           origin.z + rank / (cluster.x * cluster.y));
+      start_block(s, fiber_stacks(), static_cast<size_t>(rank) * threads, rank, block_idx, block, grid);
+    }
+    run_cluster(s, rng);
   }
 }
 

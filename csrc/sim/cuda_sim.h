@@ -8,6 +8,11 @@
 // mask has arrived, so code that assumes lock-step warps without saying so fails here too. Blocks
 // run one at a time in a shuffled order, each starting with its shared memory (static and dynamic)
 // poisoned, so code that depends on block order or on shared memory left by another block fails.
+//
+// A cluster launch (sm_90 thread-block clusters) runs all blocks of a cluster at once, their
+// threads as one group of fibers shuffled together, with cluster barriers and distributed shared
+// memory (a pointer into a peer block's dynamic shared memory); clusters run one after another in a
+// shuffled order, each block's dynamic shared memory poisoned at its start.
 #pragma once
 
 #include <cmath>
@@ -35,10 +40,13 @@ struct dim3 {
 };
 using cudaStream_t = struct CUstream_st*;
 
-// The one kernel attribute the project sets (kernel_launch.h), emulated so that a launch above 48 KB
-// of dynamic shared memory fails without it, as on the GPU.
+// The kernel attributes the project sets (kernel_launch.h), emulated so that a launch above 48 KB
+// of dynamic shared memory, or in clusters of more than 8 blocks, fails without them, as on the GPU.
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+  cudaFuncAttributeNonPortableClusterSizeAllowed = 12,
+};
 
 namespace xlstm_sim {
 
@@ -46,11 +54,18 @@ constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;  // sm_90's opt-in limit p
 constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;  // the limit without the opt-in attribute
 constexpr unsigned kMaxThreadsPerBlock = 1024;
 
-// What a launch may use of a kernel: its __launch_bounds__ and its opt-in shared memory
-// (cudaFuncAttributeMaxDynamicSharedMemorySize).
+// A kernel's opt-in attributes (cudaFuncSetAttribute): its dynamic shared memory
+// (cudaFuncAttributeMaxDynamicSharedMemorySize) and whether it may run in clusters of more than 8
+// blocks (cudaFuncAttributeNonPortableClusterSizeAllowed).
+struct KernelAttributes {
+  size_t max_dynamic_shared_bytes = kDefaultDynamicSharedBytes;
+  bool non_portable_cluster_size = false;
+};
+
+// What a launch may use of a kernel: its __launch_bounds__ and its attributes.
 struct KernelLimits {
   unsigned max_threads_per_block = kMaxThreadsPerBlock;
-  size_t max_dynamic_shared_bytes = kDefaultDynamicSharedBytes;
+  KernelAttributes attributes = {};
 };
 
 struct ThreadContext {
@@ -74,8 +89,10 @@ void syncwarp(unsigned mask);
 void* dynamic_shared();
 // Registers a static shared variable (XLSTM_STATIC_SHARED, once per variable) and fills it with NaN
 // bytes, as the sim then does at every block start. Blocks run one after another, so one instance
-// serves every block.
+// serves every block; not so a cluster's, which run at once: use_static_shared (at every
+// execution of the declaration) rejects static shared memory in a cluster launch.
 bool register_static_shared(void* variable, size_t bytes);
+bool use_static_shared();
 // Runs `body` for every thread of every block; throws std::runtime_error on a bad configuration
 // (one beyond the GPU's limits or the kernel's `limits`) or on a barrier / collective that can
 // never complete.
@@ -90,10 +107,30 @@ struct RunningBlock {
 };
 bool running_block(RunningBlock* block);
 bool is_block_local(const void* address);
-// The kernel's opt-in dynamic shared memory (cudaFuncSetAttribute), kDefaultDynamicSharedBytes
-// until set; kernels are named by their address.
-cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
-size_t max_dynamic_shared(const void* kernel);
+// The kernel's attributes (cudaFuncSetAttribute), the defaults until set; kernels are named by
+// their address.
+cudaError_t set_kernel_attribute(const void* kernel, cudaFuncAttribute attribute, int value);
+KernelAttributes kernel_attributes_of(const void* kernel);
+
+// Thread-block clusters. A cluster has at most 8 blocks, or 16 where the kernel allows a
+// non-portable cluster size (cudaFuncAttributeNonPortableClusterSizeAllowed).
+constexpr unsigned kMaxPortableClusterBlocks = 8;
+constexpr unsigned kMaxClusterBlocks = 16;
+// As launch, with the grid in clusters of `cluster` blocks (cudaLaunchAttributeClusterDimension);
+// more than 8 need limits.attributes.non_portable_cluster_size.
+void launch_cluster(dim3 grid, dim3 block, dim3 cluster, size_t dynamic_smem_bytes, const std::function<void()>& body,
+                    const KernelLimits& limits = {});
+// barrier.cluster.arrive / .wait: a wait returns once every thread of the cluster has arrived as
+// often as the waiting thread has; each thread alternates arrive and wait.
+void cluster_arrive();
+void cluster_wait();
+unsigned cluster_block_rank();
+unsigned cluster_blocks();
+// mapa: the address in block `rank`'s dynamic shared memory of `ptr`, an address in the running
+// block's. Only after the caller has passed a cluster barrier (before it, the peer may not have
+// started) and while block `rank` runs: its shared memory is released when its threads exit, so
+// a peer's later access through a pointer mapped before is a use after free (AddressSanitizer).
+void* cluster_map_shared_rank(const void* ptr, unsigned rank);
 
 template <typename T>
 uint64_t to_bits(T value) {
@@ -129,20 +166,27 @@ inline int lane_id() {
 
 template <typename... Args>
 cudaError_t cudaFuncSetAttribute(void (*kernel)(Args...), cudaFuncAttribute attribute, int value) {
-  if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
-  return xlstm_sim::set_max_dynamic_shared(reinterpret_cast<const void*>(kernel), value);
+  return xlstm_sim::set_kernel_attribute(reinterpret_cast<const void*>(kernel), attribute, value);
 }
 
 namespace xlstm_sim {
 // The limits a launch of `kernel` runs under: `max_threads_per_block` (its __launch_bounds__) and
-// the dynamic shared memory its attribute allows.
+// the attributes set for it.
 template <typename... Args>
 KernelLimits kernel_limits(void (*kernel)(Args...), unsigned max_threads_per_block = kMaxThreadsPerBlock) {
-  return {max_threads_per_block, max_dynamic_shared(reinterpret_cast<const void*>(kernel))};
+  return {max_threads_per_block, kernel_attributes_of(reinterpret_cast<const void*>(kernel))};
 }
 }  // namespace xlstm_sim
 
 inline void __syncthreads() { xlstm_sim::syncthreads(); }
+// The sm_90 cluster intrinsics (crt/sm_90_rt.h) the kernels use.
+inline void __cluster_barrier_arrive() { xlstm_sim::cluster_arrive(); }
+inline void __cluster_barrier_wait() { xlstm_sim::cluster_wait(); }
+inline unsigned __clusterRelativeBlockRank() { return xlstm_sim::cluster_block_rank(); }
+inline unsigned __clusterSizeInBlocks() { return xlstm_sim::cluster_blocks(); }
+inline void* __cluster_map_shared_rank(const void* ptr, unsigned rank) {
+  return xlstm_sim::cluster_map_shared_rank(ptr, rank);
+}
 inline void __syncwarp(unsigned mask = 0xffffffffu) { xlstm_sim::syncwarp(mask); }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
   return xlstm_sim::warp_ballot(mask, predicate != 0);

@@ -2,6 +2,7 @@
 // programming guide specifies. Built and run by CMake's ctest; no torch needed.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -225,6 +226,48 @@ void check_tile_products(const char* type, double rounding) {
   }
 }
 
+// Each block of a cluster publishes values in its shared memory and reads its neighbour's through
+// distributed shared memory; warp shuffles stay within each block's warps.
+__global__ void cluster_ring(int* out) {
+  XLSTM_DYNAMIC_SHARED(int, own);
+  const unsigned rank = __clusterRelativeBlockRank(), blocks = __clusterSizeInBlocks();
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();  // every block has started: its shared memory may be used
+  own[threadIdx.x] = static_cast<int>(1000 * blockIdx.x + threadIdx.x);
+  const int neighbour_lane = __shfl_xor_sync(0xffffffffu, static_cast<int>(threadIdx.x), 1);
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();
+  const int* peer = static_cast<const int*>(__cluster_map_shared_rank(own, (rank + 1) % blocks));
+  out[blockIdx.x * blockDim.x + threadIdx.x] = peer[threadIdx.x] + 100000 * static_cast<int>(rank) +
+                                               (neighbour_lane == static_cast<int>(threadIdx.x ^ 1) ? 0 : -1);
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();  // no block exits while a peer may still read its shared memory
+}
+
+__global__ void cluster_map_before_barrier(int* out) {
+  XLSTM_DYNAMIC_SHARED(int, own);
+  out[threadIdx.x] = *static_cast<int*>(__cluster_map_shared_rank(own, 0));
+}
+
+__global__ void cluster_wait_without_arrive() { __cluster_barrier_wait(); }
+
+__global__ void cluster_arrive_twice() {
+  __cluster_barrier_arrive();
+  __cluster_barrier_arrive();
+}
+
+__global__ void cluster_map_global_memory(int* out) {
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();
+  (void)__cluster_map_shared_rank(out, 0);
+}
+
+__global__ void cluster_block_exits_early() {
+  if (__clusterRelativeBlockRank() == 0) return;
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();
+}
+
 }  // namespace
 
 int main() {
@@ -293,7 +336,67 @@ int main() {
   check_mma<c10::Half>("fp16");
   check_tile_products<c10::BFloat16>("bf16", 1.0 / 128);
   check_tile_products<c10::Half>("fp16", 1.0 / 1024);
+  const xlstm_sim::KernelLimits non_portable_cluster{xlstm_sim::kMaxThreadsPerBlock,
+                                                     {xlstm_sim::kDefaultDynamicSharedBytes, true}};
+  {
+    const int clusters = 3, blocks = 4, threads = 64;
+    std::vector<int> out(clusters * blocks * threads);
+    xlstm_sim::launch_cluster(dim3(clusters * blocks), dim3(threads), dim3(blocks), threads * sizeof(int),
+                              [&] { cluster_ring(out.data()); });
+    bool ok = true;
+    for (int b = 0; b < clusters * blocks; ++b)
+      for (int t = 0; t < threads; ++t) {
+        const int rank = b % blocks, peer = b - rank + (rank + 1) % blocks;
+        ok = ok && out[b * threads + t] == 1000 * peer + t + 100000 * rank;
+      }
+    expect(ok, "cluster ranks, barriers and distributed shared memory");
+    std::vector<int> wide(16 * 32);
+    xlstm_sim::launch_cluster(dim3(16), dim3(32), dim3(16), 32 * sizeof(int), [&] { cluster_ring(wide.data()); },
+                              non_portable_cluster);
+    expect(wide[15 * 32] == 0 + 100000 * 15, "a non-portable cluster of 16 blocks");
+  }
+  {
+    const int blocks = 24;
+    std::vector<int> order(blocks, -1);
+    int next = 0;
+    xlstm_sim::launch_cluster(dim3(blocks), dim3(32), dim3(2), 0, [&] { record_block_order(order.data(), &next); });
+    std::vector<int> clusters;
+    for (int b : order) clusters.push_back(b / 2);
+    std::vector<int> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    bool each_once = next == blocks;
+    for (int b = 0; b < blocks; ++b) each_once = each_once && sorted[b] == b;
+    expect(each_once, "every block of a cluster launch runs once");
+    expect(!std::is_sorted(clusters.begin(), clusters.end()), "clusters run in a shuffled order");
+    std::vector<float> smem(2 * 32);
+    xlstm_sim::launch_cluster(dim3(2), dim3(32), dim3(2), 32 * sizeof(float), [&] { read_dynamic_shared(smem.data()); });
+    bool all_nan = true;
+    for (int t = 0; t < 32; ++t) all_nan = all_nan && std::isnan(smem[t]);
+    expect(all_nan, "dynamic shared memory starts as NaN in a cluster's blocks");
+    expect_throw([&] {
+      xlstm_sim::launch_cluster(dim3(2), dim3(32), dim3(2), 0, [&] { read_static_shared(smem.data()); });
+    }, "in a cluster launch");
+  }
+  expect_throw([] { xlstm_sim::launch_cluster(dim3(2), dim3(256), dim3(2), 0, [] {}, xlstm_sim::KernelLimits{128}); },
+               "__launch_bounds__");
+  expect_throw([] { xlstm_sim::launch_cluster(dim3(2), dim3(32), dim3(2), 64 * 1024, [] {}); }, "cudaFuncSetAttribute");
   std::vector<int> scratch(64);
+  const auto cluster_of = [non_portable_cluster](unsigned blocks, bool non_portable, const std::function<void()>& body) {
+    return [=] {
+      xlstm_sim::launch_cluster(dim3(blocks), dim3(32), dim3(blocks), 128, body,
+                                non_portable ? non_portable_cluster : xlstm_sim::KernelLimits{});
+    };
+  };
+  expect_throw(cluster_of(9, false, [] {}), "max 8 without the non-portable");
+  expect_throw(cluster_of(17, true, [] {}), "max 16");
+  expect_throw([] { xlstm_sim::launch_cluster(dim3(6), dim3(32), dim3(4), 0, [] {}); }, "whole number of clusters");
+  expect_throw(cluster_of(2, false, [&] { cluster_map_before_barrier(scratch.data()); }), "before a cluster barrier");
+  expect_throw(cluster_of(2, false, [] { cluster_wait_without_arrive(); }), "wait without an arrive");
+  expect_throw(cluster_of(2, false, [] { cluster_arrive_twice(); }), "arrive twice");
+  expect_throw(cluster_of(2, false, [&] { cluster_map_global_memory(scratch.data()); }), "not in this block's dynamic");
+  expect_throw(cluster_of(2, false, [] { cluster_block_exits_early(); }), "deadlock");
+  expect_throw([] { xlstm_sim::launch(dim3(1), dim3(32), 0, [] { (void)__clusterRelativeBlockRank(); }); },
+               "without a cluster dimension");
   expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(64), 0, [&] { divergent_shuffle(scratch.data()); }); },
                "deadlock");
   expect_throw([&] { xlstm_sim::launch(dim3(1), dim3(48), 0, [&] { full_mask_in_partial_warp(scratch.data()); }); },

@@ -2,8 +2,10 @@
 (tests/emulation/fixtures) fails, the correct one passes. row_scale_kernels.cu covers what happens
 inside a block (bounds, barriers, warps, unwritten outputs); tile_sum_kernels.cu the launch (static
 shared memory, block order, __launch_bounds__, the shared-memory opt-in) and, built with the
-cross-block race check (csrc/sim/race_check.cpp), a block reading what another block wrote. The
-project's sLSTM kernels run under that race check too (race_check_slstm.cpp)."""
+cross-block race check (csrc/sim/race_check.cpp), a block reading what another block wrote;
+cluster_norm_kernels.cu a thread-block cluster (a missing cluster barrier, a block exiting while its
+peers read its shared memory). The project's sLSTM kernels run under that race check too
+(race_check_slstm.cpp)."""
 import os
 import re
 import subprocess
@@ -21,6 +23,7 @@ TILE_SUM_BUGS = {"none": 0, "static_shared_assumed_zero": 1, "depends_on_block_o
 RACE_CHECK = ["-fsanitize=kernel-address", "--param", "asan-instrumentation-with-call-threshold=0",
               "--param", "asan-globals=0", "--param", "asan-stack=0"]
 LARGE_TILE = 13000  # floats of dynamic shared memory: 52 KB, above the 48 KB a kernel gets without opting in
+CLUSTER_BUGS = {"none": 0, "missing_cluster_barrier": 1, "exit_before_peers_read": 2}
 
 
 def sanitizer_preload() -> str:
@@ -36,10 +39,10 @@ def compile_sim(source, output, flags):
 
 @pytest.fixture(scope="module")
 def fixture_library(tmp_path_factory):
-    """Both fixtures' kernels and the emulation, under AddressSanitizer and UBSan (one compile)."""
+    """The fixtures' kernels and the emulation, under AddressSanitizer and UBSan (one compile)."""
     library = tmp_path_factory.mktemp("emulation") / "fixtures.so"
     compile_sim(["-x", "c++", str(FIXTURES / "row_scale_kernels.cu"), str(FIXTURES / "tile_sum_kernels.cu"),
-                 "-x", "none", str(ROOT / "csrc" / "sim" / "cuda_sim.cpp")], library, ["-shared", *SANITIZE])
+                 str(FIXTURES / "cluster_norm_kernels.cu"), "-x", "none", str(ROOT / "csrc" / "sim" / "cuda_sim.cpp")], library, ["-shared", *SANITIZE])
     return library
 
 
@@ -66,6 +69,10 @@ def run_variant(library, bug, seed):
 
 def run_tile_sum(library, bug, seed, blocks=8, tile=100):
     return run_fixture("run_tile_sum.py", seed, library, TILE_SUM_BUGS[bug], blocks, tile, seed)
+
+
+def run_cluster_variant(library, bug, seed):
+    return run_fixture("run_cluster_norm.py", seed, library, CLUSTER_BUGS[bug], seed)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -118,6 +125,20 @@ def test_block_order_dependence_is_caught_by_shuffled_blocks(fixture_library, se
     assert "wrong output" in result.stderr
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_correct_cluster_kernel_passes(fixture_library, seed):
+    result = run_cluster_variant(fixture_library, "none", seed)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_missing_cluster_barrier_is_caught_by_drifting_blocks(fixture_library, seed):
+    # A block reads a peer's distributed shared memory before the peer wrote it: every seed must catch it.
+    result = run_cluster_variant(fixture_library, "missing_cluster_barrier", seed)
+    assert result.returncode == 1
+    assert "wrong output" in result.stderr
+
+
 def test_cross_block_read_after_write_is_reported_by_race_check(tile_sum_race_library):
     result = run_tile_sum(tile_sum_race_library, "depends_on_block_order", 1)
     assert result.returncode == 1
@@ -163,3 +184,10 @@ def test_slstm_kernels_have_no_cross_block_race(tmp_path):
                             env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
     assert result.returncode == 0, result.stderr
     assert "no cross-block race" in result.stdout
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_block_exiting_before_peers_read_is_caught(fixture_library, seed):
+    result = run_cluster_variant(fixture_library, "exit_before_peers_read", seed)
+    assert result.returncode == 1
+    assert "of the cluster has exited" in result.stderr

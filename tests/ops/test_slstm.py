@@ -94,13 +94,45 @@ def test_inference_keeps_only_the_latest_state(backend):
     assert torch.equal(h, h_train) and torch.equal(torch.stack(last), last_train)
 
 
+def cuda_module(backend):
+    return importlib.import_module("xlstm_cuda._sim" if backend.name == "emulation" else "xlstm_cuda._C")
+
+
 @pytest.mark.parametrize("backend", CUDA_SOURCE_BACKENDS, ids=str)
-def test_sm90_keeps_r_on_chip_up_to_128_units(backend):
-    # The emulation has sm_90's shared memory per block, so it picks the kernel an H100 / H200 runs.
+def test_sm90_keeps_r_on_chip_up_to_128_units(backend, monkeypatch):
+    # The emulation has sm_90's shared memory per block, so it picks the one-block kernel an H100 / H200
+    # runs; past 128 units the GPU runs across a cluster, the emulation only where told to.
     if backend.name == "cuda" and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the limits asserted here are sm_90's")
-    module = importlib.import_module("xlstm_cuda._sim" if backend.name == "emulation" else "xlstm_cuda._C")
+    monkeypatch.delenv("XLSTM_SLSTM_CLUSTER", raising=False)
+    module = cuda_module(backend)
     for backward in (False, True):
         assert module.slstm_cuda_path(64, backward) == "fused: R in shared memory"
         assert module.slstm_cuda_path(128, backward) == "fused: R in registers and shared memory"
-        assert module.slstm_cuda_path(144, backward) == "general: R read from L2"
+        beyond = "general: R read from L2"
+        if backend.name == "cuda":
+            beyond = "fused: R across a cluster of 8 blocks, in shared memory"
+        assert module.slstm_cuda_path(144, backward) == beyond
+
+
+# The sLSTM across a thread-block cluster (sm_90), forward and backward, forced where it is not the default
+# (the emulation): (B, S, NH, DH) with DH = 64 (8 blocks of 8 units), 192 (8 blocks of 24, two batch tiles,
+# the last of one row) and 768 (16 blocks of 48, R partly read from L2).
+CLUSTER_SHAPES = [(3, 4, 2, 64), (5, 3, 1, 192), (2, 2, 1, 768)]
+CLUSTER_PATHS = {64: "fused: R across a cluster of 8 blocks, in shared memory",
+                 192: "fused: R across a cluster of 8 blocks, in shared memory",
+                 768: "fused: R across a cluster of 16 blocks, in shared memory and L2"}
+
+
+@pytest.mark.parametrize("with_state", [True, False])
+@pytest.mark.parametrize("shape", CLUSTER_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("backend", CUDA_SOURCE_BACKENDS, ids=str)
+def test_cluster_kernels_match_reference(backend, dtype, shape, with_state, monkeypatch):
+    if backend.name == "cuda" and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("thread-block clusters of this kernel need sm_90")
+    monkeypatch.setenv("XLSTM_SLSTM_CLUSTER", "1")
+    for backward in (False, True):
+        assert cuda_module(backend).slstm_cuda_path(shape[3], backward) == CLUSTER_PATHS[shape[3]]
+    gen = generator("slstm-cluster", backend.name, dtype, shape, with_state)
+    check_against_reference(backend, *slstm_inputs(gen, *shape, dtype, backend.device, with_state), gen)

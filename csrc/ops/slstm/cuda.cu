@@ -1,4 +1,7 @@
 // CUDA entry points of the sLSTM; g++ compiles this file too, for the host emulation.
+#include <cstdlib>
+#include <string>
+
 #include "common/launch.h"
 #include "common/registration.h"
 #include "ops/slstm/host.h"
@@ -15,6 +18,11 @@ dim3 slstm_threads_per_block(int64_t dh) {
 
 dim3 slstm_grid(const SlstmInputs& in) {
   return dim3(static_cast<unsigned>(in.NH), static_cast<unsigned>((in.B + kSlstmBatchTile - 1) / kSlstmBatchTile));
+}
+
+// A cluster of shape.blocks blocks per (head, batch tile), the head's blocks consecutive along x.
+dim3 slstm_cluster_grid(const SlstmInputs& in, const SlstmClusterShape& shape) {
+  return dim3(static_cast<unsigned>(in.NH * shape.blocks), slstm_grid(in).y);
 }
 
 void check_grid(const SlstmInputs& in, const char* op) {
@@ -34,9 +42,65 @@ SlstmRPlace slstm_cuda_r_place(int64_t dh, bool backward) {
   return SlstmRPlace::kGlobal;
 }
 
+// Whether the cluster kernel can run here: on an sm_90 device (the build's cluster kernel is sm_90
+// code), or in the emulation.
+bool clusters_available() {
+#if defined(XLSTM_SIM)
+  return true;
+#else
+  int device = 0, major = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major == 9;
+#endif
+}
+
+// Whether the sLSTM runs across a cluster unless told: on the GPU where R does not fit one block.
+// The emulation has no compute capability to decide by, so it keeps to the one-block kernels.
+bool clusters_by_default(int64_t dh, bool backward) {
+#if defined(XLSTM_SIM)
+  (void)dh;
+  (void)backward;
+  return false;
+#else
+  return slstm_cuda_r_place(dh, backward) == SlstmRPlace::kGlobal;
+#endif
+}
+
+// XLSTM_SLSTM_CLUSTER=1 runs the sLSTM across a cluster wherever one can run and the head size
+// allows it (this is how the tests reach it in the emulation), =0 never; unset: clusters_by_default.
+enum class SlstmClusterMode { kAuto, kAlways, kNever };
+SlstmClusterMode slstm_cluster_mode() {
+  const char* env = std::getenv("XLSTM_SLSTM_CLUSTER");
+  if (env == nullptr || *env == '\0') return SlstmClusterMode::kAuto;
+  return std::string(env) == "0" ? SlstmClusterMode::kNever : SlstmClusterMode::kAlways;
+}
+
+// The cluster the forward or backward runs across for head size dh, or none (blocks = 0).
+template <typename scalar_t>
+SlstmClusterShape slstm_cluster_choice(int64_t dh, bool backward) {
+  const SlstmClusterMode mode = slstm_cluster_mode();
+  const SlstmClusterShape none{0, 0, 0, 0, 0};
+  if (mode == SlstmClusterMode::kNever || !clusters_available()) return none;
+  if (mode == SlstmClusterMode::kAuto && !clusters_by_default(dh, backward)) return none;
+  const SlstmClusterShape shape = slstm_cluster_shape(dh, max_dynamic_shared_bytes(), backward);
+  const size_t smem = slstm_cluster_smem_floats(dh, shape, backward) * sizeof(float);
+  if (shape.blocks < 2 || !fits_shared_memory(static_cast<int64_t>(smem)) ||
+      !slstm_cluster_fits<scalar_t>(shape, smem, backward))
+    return none;
+  return shape;
+}
+
 }  // namespace
 
 const char* slstm_cuda_path(int64_t dh, bool backward) {
+  const SlstmClusterShape cluster = slstm_cluster_choice<float>(dh, backward);
+  if (cluster.blocks > 0) {
+    static thread_local std::string path;
+    path = "fused: R across a cluster of " + std::to_string(cluster.blocks) + " blocks, in shared memory" +
+           (cluster.shared_rows < dh ? " and L2" : "");
+    return path.c_str();
+  }
   switch (slstm_cuda_r_place(dh, backward)) {
     case SlstmRPlace::kShared:
       return "fused: R in shared memory";
@@ -59,6 +123,13 @@ Tensors3 slstm_forward_cuda(const Tensor& x, const Tensor& R, const Tensor& b, c
     SlstmParams<scalar_t, float> p;
     slstm_fill_params(p, in, trace);
     p.h_out = h.data_ptr<scalar_t>();
+    const SlstmClusterShape cluster = slstm_cluster_choice<scalar_t>(in.DH, false);
+    if (cluster.blocks > 0) {
+      slstm_forward_cluster_launch<scalar_t>(p, cluster, slstm_cluster_grid(in, cluster),
+                                             slstm_cluster_smem_floats(in.DH, cluster, false) * sizeof(float),
+                                             scope.stream());
+      return;
+    }
     slstm_forward_launch<scalar_t>(p, place, slstm_grid(in), slstm_threads_per_block(in.DH), smem, scope.stream());
   });
   return slstm_forward_result(in, h, trace);
@@ -74,7 +145,15 @@ Tensors4 slstm_backward_cuda(const Tensor& dh, const Tensor& d_last, const Tenso
   const SlstmRPlace place = slstm_cuda_r_place(in.DH, true);
   const size_t smem = slstm_bwd_smem_floats(in.DH, place) * sizeof(float);
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "slstm_backward_cuda", [&] {
-    slstm_backward_launch<scalar_t>(slstm_bwd_params<scalar_t, float>(in, t), place, slstm_grid(in),
+    const SlstmBwdParams<scalar_t, float> p = slstm_bwd_params<scalar_t, float>(in, t);
+    const SlstmClusterShape cluster = slstm_cluster_choice<scalar_t>(in.DH, true);
+    if (cluster.blocks > 0) {
+      slstm_backward_cluster_launch<scalar_t>(p, cluster, slstm_cluster_grid(in, cluster),
+                                              slstm_cluster_smem_floats(in.DH, cluster, true) * sizeof(float),
+                                              scope.stream());
+      return;
+    }
+    slstm_backward_launch<scalar_t>(p, place, slstm_grid(in),
                                     slstm_threads_per_block(in.DH), smem, scope.stream());
   });
   const SlstmNeeds need = slstm_needs(needs);
