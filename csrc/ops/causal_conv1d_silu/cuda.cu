@@ -22,6 +22,7 @@ dim3 conv_grid(const CausalConv1dSiluInputs& in, int vec, int64_t steps, const c
 }
 
 const dim3 kBlock(Shape::kChannelThreads, Shape::kRowThreads);
+constexpr LaunchBounds kBounds{Shape::kThreads};  // the kernels' __launch_bounds__
 
 // Checked in the forward too, so that training fails at its first step rather than its first backward.
 void check_width(const CausalConv1dSiluInputs& in, const char* op) {
@@ -61,9 +62,9 @@ Tensor causal_conv1d_silu_cuda(const Tensor& x, const Tensor& weight, const Tens
     switch_width(in, [&](auto width) {
       constexpr int K = decltype(width)::value;
       if (vec == 4)
-        launch_kernel(causal_conv1d_silu_fwd_kernel<scalar_t, 4, K>, grid, kBlock, 0, scope.stream(), p);
+        launch_kernel(causal_conv1d_silu_fwd_kernel<scalar_t, 4, K>, kBounds, grid, kBlock, 0, scope.stream(), p);
       else
-        launch_kernel(causal_conv1d_silu_fwd_kernel<scalar_t, 1, K>, grid, kBlock, 0, scope.stream(), p);
+        launch_kernel(causal_conv1d_silu_fwd_kernel<scalar_t, 1, K>, kBounds, grid, kBlock, 0, scope.stream(), p);
     });
   });
   return y;
@@ -86,10 +87,10 @@ Tensors4 causal_conv1d_silu_backward_cuda(const Tensor& dy, const Tensor& x, con
     switch_width(in, [&](auto width) {
       constexpr int K = decltype(width)::value;
       if (vec == 4)
-        launch_kernel(causal_conv1d_silu_bwd_kernel<scalar_t, 4, K>, grid, kBlock, smem, scope.stream(), p,
+        launch_kernel(causal_conv1d_silu_bwd_kernel<scalar_t, 4, K>, kBounds, grid, kBlock, smem, scope.stream(), p,
                       partial_ptr);
       else
-        launch_kernel(causal_conv1d_silu_bwd_kernel<scalar_t, 1, K>, grid, kBlock, smem, scope.stream(), p,
+        launch_kernel(causal_conv1d_silu_bwd_kernel<scalar_t, 1, K>, kBounds, grid, kBlock, smem, scope.stream(), p,
                       partial_ptr);
     });
   });

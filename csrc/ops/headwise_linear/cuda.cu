@@ -8,6 +8,7 @@ namespace xlstm {
 namespace {
 
 using Shape = HeadwiseLinearLaunchShape;
+constexpr LaunchBounds kBounds{Shape::kThreads};  // the kernels' __launch_bounds__
 
 // A block per (256 columns, rows_per_block time steps, batch row).
 dim3 headwise_grid(const HeadwiseLinearInputs& in, int64_t columns, int64_t rows_per_block, const char* op) {
@@ -36,9 +37,9 @@ Tensor headwise_linear_cuda(const Tensor& x, const Tensor& weight, int64_t heads
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "headwise_linear_cuda", [&] {
     const auto p = headwise_linear_params<scalar_t, float>(in, y, Tensor(), Tensor());
     if (vector_loads)
-      launch_kernel(headwise_linear_fwd_kernel<scalar_t, 4>, grid, dim3(Shape::kThreads), 0, scope.stream(), p);
+      launch_kernel(headwise_linear_fwd_kernel<scalar_t, 4>, kBounds, grid, dim3(Shape::kThreads), 0, scope.stream(), p);
     else
-      launch_kernel(headwise_linear_fwd_kernel<scalar_t, 1>, grid, dim3(Shape::kThreads), 0, scope.stream(), p);
+      launch_kernel(headwise_linear_fwd_kernel<scalar_t, 1>, kBounds, grid, dim3(Shape::kThreads), 0, scope.stream(), p);
   });
   return y;
 }
@@ -56,8 +57,8 @@ std::tuple<Tensor, Tensor> headwise_linear_backward_cuda(const Tensor& dy, const
   Tensor partial = empty_output({int64_t(dw_grid.z) * dw_grid.y, entries}, in.weight.options());
   XLSTM_DISPATCH_KERNEL_TYPES(in.x.scalar_type(), "headwise_linear_backward_cuda", [&] {
     const auto p = headwise_linear_params<scalar_t, float>(in, Tensor(), dy_c, dx);
-    launch_kernel(headwise_linear_dx_kernel<scalar_t>, dx_grid, dim3(Shape::kThreads), 0, scope.stream(), p);
-    launch_kernel(headwise_linear_dw_kernel<scalar_t>, dw_grid, dim3(Shape::kThreads), 0, scope.stream(), p,
+    launch_kernel(headwise_linear_dx_kernel<scalar_t>, kBounds, dx_grid, dim3(Shape::kThreads), 0, scope.stream(), p);
+    launch_kernel(headwise_linear_dw_kernel<scalar_t>, kBounds, dw_grid, dim3(Shape::kThreads), 0, scope.stream(), p,
                   partial.data_ptr<float>());
   });
   return {dx, sum_tile_partials(partial).reshape(in.weight.sizes()).to(weight.scalar_type())};

@@ -44,11 +44,11 @@ Tensors4 mlstm_step_cuda(const Tensor& q, const Tensor& k, const Tensor& v, cons
   XLSTM_DISPATCH_KERNEL_TYPES(in.q.scalar_type(), "mlstm_step_cuda", [&] {
     const auto params = mlstm_step_fwd_params<scalar_t, float>(in, eps, out);
     if (vec == 4)
-      launch_kernel(mlstm_step_fwd_kernel<scalar_t, 4>, grid, dim3(MlstmStepFwdLaunch::kThreads), smem * sizeof(float),
-                    scope.stream(), params);
+      launch_kernel(mlstm_step_fwd_kernel<scalar_t, 4>, LaunchBounds{MlstmStepFwdLaunch::kThreads}, grid,
+                    dim3(MlstmStepFwdLaunch::kThreads), smem * sizeof(float), scope.stream(), params);
     else
-      launch_kernel(mlstm_step_fwd_kernel<scalar_t, 1>, grid, dim3(MlstmStepFwdLaunch::kThreads), smem * sizeof(float),
-                    scope.stream(), params);
+      launch_kernel(mlstm_step_fwd_kernel<scalar_t, 1>, LaunchBounds{MlstmStepFwdLaunch::kThreads}, grid,
+                    dim3(MlstmStepFwdLaunch::kThreads), smem * sizeof(float), scope.stream(), params);
   });
   return out;
 }
