@@ -191,7 +191,7 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
     __syncthreads();
     acc.for_each([&](int, int, float& x) { x *= decay; });
     const scalar_t *k_c = k + static_cast<int64_t>(start) * DQK, *v_c = v + static_cast<int64_t>(start) * DV;
-    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kA>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, SplitOperand::kA>(
         acc, len,
         [&](int m, int u) { return d0 + m < DQK ? g.b[u] * static_cast<float>(k_c[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) { return v_ext(v_c + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
@@ -256,11 +256,11 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
       // (and P's row sums in n's column). P is split: the numerator must agree with the normaliser
       // to about float32 precision, or the gradients that cancel between them (S = 1) do not.
       acc.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, SplitOperand::kB>(
           acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
           [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
       acc.for_each([&](int r, int, float& x) { x = r < rows ? exp_(m_p - g.mx[rt + r]) * x : 0.f; });
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kA>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, SplitOperand::kA>(
           acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
           [&](int u, int n) { return j0 + n < DV ? static_cast<float>(v[static_cast<int64_t>(u) * DV + j0 + n]) : 0.f; },
           stage);
@@ -338,7 +338,7 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
     acc.for_each([&](int, int, float& x) { x *= decay; });
     // dC'_start = decay dC'_end + Σ_t q_t (G_t dnum'_t)ᵀ with dnum' = [dh / den | dqn]
     const scalar_t *q = p.q + row0 * DQK, *dh = p.dh + row0 * DV;
-    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kB>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, SplitOperand::kB>(
         acc, len, [&](int m, int u) { return d0 + m < DQK ? static_cast<float>(q[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) {
           const int j = j0 + n;
@@ -440,7 +440,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           acc, keys, [&](int m, int u) { return m < rows ? dS[(rt + m) * lp + u] : 0.f; },
           [&](int u, int n) { return dt + n < DQK ? static_cast<float>(k[u * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, SplitOperand::kB>(
           acc2, DV, [&](int m, int j) { return m < rows ? dh_at(rt + m, j) : 0.f; },
           [&](int j, int n) { return carried.get(dt + n, j); }, stage);
       for (int e = 0; e < Tile::kElems; ++e) {
@@ -467,7 +467,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           acc, depth, [&](int m, int x) { return m < cols ? dS[(ct + x) * lp + ct + m] : 0.f; },
           [&](int x, int n) { return dt + n < DQK ? static_cast<float>(q[(ct + x) * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, SplitOperand::kB>(
           acc2, DV,
           [&](int m, int j) { return m < cols ? static_cast<float>(v[static_cast<int64_t>(ct + m) * DV + j]) : 0.f; },
           [&](int j, int n) { return d_end.get(dt + n, j); }, stage);
@@ -485,7 +485,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
       tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
           acc, depth, [&](int m, int x) { return m < cols ? P[(ct + x) * lp + ct + m] / den[ct + x] : 0.f; },
           [&](int x, int n) { return jt + n < DV ? dh_at(ct + x, jt + n) : 0.f; }, stage);
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, SplitOperand::kB>(
           acc, DQK,
           [&](int m, int d) {
             return m < cols ? p.scale * end_weight(ct + m) * static_cast<float>(k[(ct + m) * DQK + d]) : 0.f;
