@@ -53,7 +53,8 @@ struct ChunkGateScan {
       run = split_max(run, b[t]);
       mx[t] = run;
     }
-    for (int64_t t = 0; t < len; ++t) G[t] = exp_(mlstm_chunk_log_carry(m_p, mx[t]));  // a loop of its own: it vectorizes
+    // A loop of its own: it vectorizes.
+    for (int64_t t = 0; t < len; ++t) G[t] = exp_(mlstm_chunk_log_carry(m_p, mx[t]));
     mx_end = mx[len - 1];
     decay = G[len - 1];
   }

@@ -253,7 +253,9 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
       acc.fill(0.f);
       tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kOuter>(
           acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
-          [&](int u, int n) { return j0 + n < DV ? static_cast<float>(v[static_cast<int64_t>(u) * DV + j0 + n]) : 0.f; },
+          [&](int u, int n) {
+            return j0 + n < DV ? static_cast<float>(v[static_cast<int64_t>(u) * DV + j0 + n]) : 0.f;
+          },
           stage);
       tile_gemm<MlstmChunkwiseTraits, Adjacent::kDepth, Adjacent::kOuter>(
           acc, DQK,
