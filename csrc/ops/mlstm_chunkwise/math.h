@@ -16,6 +16,8 @@
 // error of the literal quadratic form, which takes differences of partial sums F_t - F_u directly.
 // So a, b and mx are carried as Split values (common/numerics.h: twice the precision), and every
 // exponent is formed from them by split_difference; m_t and the exponents are then rounded once.
+// The CUDA output pass also sums q·n apart from the tile product, in Split precision: where its terms
+// cancel, a float sum's rounding reaches h amplified by the depth of the cancellation.
 #pragma once
 
 #include <cstdint>
