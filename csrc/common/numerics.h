@@ -82,6 +82,50 @@ XLSTM_HOST_DEVICE T sign(T x) {
   return T((x > T(0)) - (x < T(0)));
 }
 
+// A value carried as an unevaluated sum hi + lo, lo holding what rounding hi lost (|lo| <= ulp(hi) / 2):
+// a float with about twice its precision, for sums of many terms that later feed exp of a difference
+// of two such sums, where float rounding of either alone would already cost ulp(|sum|) in the result.
+// Only additions and subtractions, so FMA contraction cannot change them; they rely on the kernels
+// being compiled without -ffast-math (no reassociation), as they are (setup.py).
+template <typename T>
+struct Split {
+  T hi, lo;
+};
+
+// The low part of a split whose high part is hi: lo, or 0 where hi is infinite or NaN (there the
+// error terms are inf - inf = NaN, and an infinite value needs no low part: -inf stays a zero weight).
+template <typename T>
+XLSTM_HOST_DEVICE T split_low(T hi, T lo) {
+  return hi - hi == T(0) ? lo : T(0);
+}
+
+// a + b exactly, as rounded sum and rounding error (Knuth's two-sum: any magnitudes).
+template <typename T>
+XLSTM_HOST_DEVICE Split<T> two_sum(T a, T b) {
+  const T s = a + b, b_part = s - a;
+  return {s, split_low(s, (a - (s - b_part)) + (b - b_part))};
+}
+
+// x + y to about twice T's precision, renormalised.
+template <typename T>
+XLSTM_HOST_DEVICE Split<T> split_add(Split<T> x, Split<T> y) {
+  const Split<T> s = two_sum(x.hi, y.hi);
+  const T lo = s.lo + (x.lo + y.lo), hi = s.hi + lo;
+  return {hi, split_low(hi, lo - (hi - s.hi))};
+}
+
+// x - y rounded to T: the difference of the leading parts first, exact where they are close.
+template <typename T>
+XLSTM_HOST_DEVICE T split_difference(Split<T> x, Split<T> y) {
+  return (x.hi - y.hi) + (x.lo - y.lo);
+}
+
+// max(x, y) of renormalised splits (hi first, then lo); like max_, the first argument on a tie or NaN.
+template <typename T>
+XLSTM_HOST_DEVICE Split<T> split_max(Split<T> x, Split<T> y) {
+  return x.hi < y.hi || (x.hi == y.hi && x.lo < y.lo) ? y : x;
+}
+
 // Gradient of max(a, b) split as torch.maximum does: all to the larger, half each on a tie.
 template <typename T>
 struct MaxGrad {

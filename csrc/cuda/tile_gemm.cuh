@@ -49,12 +49,13 @@ enum class Adjacent { kDepth, kOuter };
 // cuda/tile_mma.cuh) takes as a high and a low 16-bit part: for float32 values (states, scaled
 // inputs) whose rounding error would otherwise reach a result that cancels. The float32 product
 // here is exact either way.
-enum class Split { kNone, kA, kB };
+enum class SplitOperand { kNone, kA, kB };
 
 // acc[m][n] += Σ_{k<depth} a(m, k) · b(k, n). a(m, k) and b(k, n) must return 0 for an m or n
 // outside the operand. Ends with a barrier; shared memory the functors read must be complete
 // (behind a barrier) when it starts.
-template <Adjacent kA, Adjacent kB, Split kSplit = Split::kNone, typename Traits, typename LoadA, typename LoadB>
+template <Adjacent kA, Adjacent kB, SplitOperand kSplit = SplitOperand::kNone, typename Traits, typename LoadA,
+          typename LoadB>
 __device__ __forceinline__ void tile_gemm(TileAcc<Traits>& acc, int depth, const LoadA& a, const LoadB& b,
                                           float* stage) {
   constexpr int kTile = Traits::kTile, kDepth = Traits::kDepth, kLd = kTile + 1, kMicro = Traits::kMicro;

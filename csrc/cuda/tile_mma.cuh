@@ -108,8 +108,8 @@ __device__ __forceinline__ void load_b_pair(uint32_t (&b)[4], const uint16_t* st
 // as a high and a low part (two products with the other operand). a(m, k) and b(k, n) must return 0
 // for an m or n outside the operand. Ends with a barrier; shared memory the functors read must be
 // complete (behind a barrier) when it starts.
-template <Adjacent kA, Adjacent kB, Split kSplit = Split::kNone, typename Traits, typename T, typename LoadA,
-          typename LoadB>
+template <Adjacent kA, Adjacent kB, SplitOperand kSplit = SplitOperand::kNone, typename Traits, typename T,
+          typename LoadA, typename LoadB>
 __device__ __forceinline__ void tile_gemm(MmaTileAcc<Traits, T>& acc, int depth, const LoadA& a, const LoadB& b,
                                          float* stage) {
   using S = MmaStaging<Traits>;
@@ -124,11 +124,11 @@ __device__ __forceinline__ void tile_gemm(MmaTileAcc<Traits, T>& acc, int depth,
       const int kb = kB == Adjacent::kDepth ? e % kDepth : e / kTile, nb = kB == Adjacent::kDepth ? e / kDepth : e % kTile;
       const float xa = k0 + ka < depth ? a(ma, k0 + ka) : 0.f, xb = k0 + kb < depth ? b(k0 + kb, nb) : 0.f;
       const int at = S::template index<kA>(ma, ka), bt = S::template index<kB>(nb, kb);
-      if (kSplit == Split::kA)
+      if (kSplit == SplitOperand::kA)
         mma_operand_split<T>(xa, As[at], Low[at]);
       else
         As[at] = mma_operand_bits<T>(xa);
-      if (kSplit == Split::kB)
+      if (kSplit == SplitOperand::kB)
         mma_operand_split<T>(xb, Bs[bt], Low[bt]);
       else
         Bs[bt] = mma_operand_bits<T>(xb);
@@ -148,11 +148,11 @@ __device__ __forceinline__ void tile_gemm(MmaTileAcc<Traits, T>& acc, int depth,
           }
       };
       multiply(af, bf);
-      if (kSplit == Split::kA) {
+      if (kSplit == SplitOperand::kA) {
         for (int fm = 0; fm < Acc::kFragsM; ++fm)
           tile_mma_detail::load_a<Traits, kA>(af[fm], Low, Acc::warp_row() * Acc::kWarpM + 16 * fm, ks);
         multiply(af, bf);
-      } else if (kSplit == Split::kB) {
+      } else if (kSplit == SplitOperand::kB) {
         for (int pair = 0; pair < Acc::kFragsN / 2; ++pair)
           tile_mma_detail::load_b_pair<Traits, kB>(bf[pair], Low, Acc::warp_col() * Acc::kWarpN + 16 * pair, ks);
         multiply(af, bf);

@@ -172,7 +172,7 @@ struct MmaTestTraits {
   static constexpr int kTile = 64, kThreads = 256;
 };
 
-template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::Split kSplit, typename T>
+template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::SplitOperand kSplit, typename T>
 __global__ void tile_product_kernel(const float* A, const float* B, float* C, int depth) {
   XLSTM_DYNAMIC_SHARED(float, stage);
   xlstm::MmaTileAcc<MmaTestTraits, T> acc;
@@ -183,7 +183,7 @@ __global__ void tile_product_kernel(const float* A, const float* B, float* C, in
   acc.for_each([&](int r, int c, float& x) { C[r * 64 + c] = x; });
 }
 
-template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::Split kSplit, typename T>
+template <xlstm::Adjacent kA, xlstm::Adjacent kB, xlstm::SplitOperand kSplit, typename T>
 void check_tile_product(int depth, double bound, const std::string& what) {
   std::vector<float> A(64 * depth), B(depth * 64), C(64 * 64, NAN);
   // A and B deterministic and irregular; the operand that is not split is exact in T.
@@ -192,8 +192,8 @@ void check_tile_product(int depth, double bound, const std::string& what) {
   const auto exact = [](std::vector<float>& x) {
     for (float& v : x) v = static_cast<float>(T(v));
   };
-  if (kSplit == xlstm::Split::kA) exact(B);
-  if (kSplit == xlstm::Split::kB) exact(A);
+  if (kSplit == xlstm::SplitOperand::kA) exact(B);
+  if (kSplit == xlstm::SplitOperand::kB) exact(A);
   xlstm_sim::launch(dim3(1), dim3(256), xlstm::tile_mma_stage_floats<MmaTestTraits>() * sizeof(float),
                     [&] { tile_product_kernel<kA, kB, kSplit, T>(A.data(), B.data(), C.data(), depth); });
   double err = 0, norm = 0;
@@ -212,7 +212,7 @@ void check_tile_product(int depth, double bound, const std::string& what) {
 template <typename T>
 void check_tile_products(const char* type, double rounding) {
   using xlstm::Adjacent;
-  using xlstm::Split;
+  using Split = xlstm::SplitOperand;
   for (int depth : {1, 45, 64}) {
     const std::string at = std::string(type) + " depth " + std::to_string(depth);
     check_tile_product<Adjacent::kDepth, Adjacent::kDepth, Split::kNone, T>(depth, rounding, "tile_gemm dd " + at);

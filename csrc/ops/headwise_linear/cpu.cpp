@@ -190,12 +190,14 @@ inline void forward(const HeadwiseLinearParams<float, float>& p) {
   });
 }
 
-// dx and dW in one pass over the rows: per thread a range of rows and its own dW sums
-// (sums[k][4 g + i] = Σ_n dy[n, g, k] x[n, g, i]), added up at the end.
+// dx and dW in one pass over the rows: per part (a range of rows) its own dW sums
+// (sums[k][4 g + i] = Σ_n dy[n, g, k] x[n, g, i]), added up at the end. The parts depend on the rows
+// alone, not on the thread count, so that dW is bitwise the same for any number of threads.
+constexpr int64_t kMaxBackwardParts = 32;
 inline void backward(const HeadwiseLinearParams<float, float>& p, float* dw) {
   const int64_t G = p.groups, width = 4 * G;
   const std::vector<float> table = weight_tables(p.weight, G, true);
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), p.rows() / kRowGrain));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(kMaxBackwardParts, p.rows() / kRowGrain));
   std::vector<std::vector<float>> sums(parts, std::vector<float>(4 * width, 0.f));
   at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
     for (int64_t part = part0; part < part1; ++part) {

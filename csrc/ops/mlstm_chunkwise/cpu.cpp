@@ -31,30 +31,36 @@ MlstmChunkwiseInputs cpu_inputs(const Tensor& q, const Tensor& k, const Tensor& 
 
 Tensor sizes_like(const Tensor& t, at::IntArrayRef sizes, at::ScalarType dtype) { return t.reshape(sizes).to(dtype); }
 
-// The gates of one chunk (math.h): a_t, b_t = i_t - a_t, mx_t, and the carried
+// The gates of one chunk (math.h): a_t, b_t = i_t - a_t and mx_t as Split values, and the carried
 // state's weight G_t = exp(m_p - mx_t), computed once for every pass that needs it; the chunk's
 // end state decays by G of its last step.
 template <typename T>
 struct ChunkGateScan {
-  std::vector<T> a, b, mx, G;
-  T mx_end = 0, decay = 0;
+  std::vector<Split<T>> a, b, mx;
+  std::vector<T> G;
+  Split<T> mx_end{};
+  T decay = 0;
   void scan(const T* i, const T* f, int64_t len, T m_p) {
     a.resize(len);
     b.resize(len);
     mx.resize(len);
     G.resize(len);
-    T sum = 0, run = -std::numeric_limits<T>::infinity();
+    Split<T> sum{0, 0}, run{m_p, 0};
     for (int64_t t = 0; t < len; ++t) {
-      sum += log_sigmoid(f[t]);
+      sum = split_add(sum, Split<T>{mlstm_chunk_log_forget(f[t]), T(0)});
       a[t] = sum;
-      b[t] = i[t] - sum;
-      run = max_(run, b[t]);
-      mx[t] = max_(run, m_p);
+      b[t] = mlstm_chunk_b(i[t], sum);
+      run = split_max(run, b[t]);
+      mx[t] = run;
     }
-    for (int64_t t = 0; t < len; ++t) G[t] = exp_(m_p - mx[t]);  // a loop of its own: it vectorizes
+    // A loop of its own: it vectorizes.
+    for (int64_t t = 0; t < len; ++t) G[t] = exp_(mlstm_chunk_log_carry(m_p, mx[t]));
     mx_end = mx[len - 1];
     decay = G[len - 1];
   }
+  T weight(int64_t u, int64_t t) const { return exp_(mlstm_chunk_log_weight(b[u], mx[t])); }
+  T end_weight(int64_t u) const { return exp_(mlstm_chunk_log_weight(b[u], mx_end)); }
+  T m(int64_t t) const { return mlstm_chunk_m(a[t], mx[t]); }
 };
 
 // One (batch, head) row of the inputs, outputs and saved tensors, and its chunk c's slices: raw
@@ -90,7 +96,7 @@ void gate_scores(T* P, const T* q, const T* k, int64_t len, int64_t DQK, const C
   small_gemm<T, false, Triangle::kLowerResult>(len, len, DQK, q, DQK, kT, len, P, len);  // masked below
   for (int64_t t = 0; t < len; ++t) {
     T* row = P + t * len;
-    for (int64_t u = 0; u <= t; ++u) row[u] *= scale * exp_(g.b[u] - g.mx[t]);
+    for (int64_t u = 0; u <= t; ++u) row[u] *= scale * g.weight(u, t);
     for (int64_t u = t + 1; u < len; ++u) row[u] = 0;
   }
 }
@@ -143,7 +149,7 @@ void forward_cpu(const MlstmChunkwiseFwdParams<T, T>& p, const MlstmChunkwiseSiz
         const T* nu = w.num.data();
         T *h_c = row.rows(h_all, c, DV), *m_c = row.rows(m_rows, c, 1);
         for (int64_t t = 0; t < len; ++t) {
-          m_c[t] = g.a[t] + g.mx[t];
+          m_c[t] = g.m(t);
           const T den = mlstm_denominator(qn[t], m_c[t], eps);
           for (int64_t j = 0; j < DV; ++j) h_c[t * DV + j] = nu[t * DV + j] / den;
         }
@@ -152,7 +158,7 @@ void forward_cpu(const MlstmChunkwiseFwdParams<T, T>& p, const MlstmChunkwiseSiz
         T* kw = w.kw.data();
         for (int64_t d = 0; d < DQK; ++d) n[d] *= decay;
         for (int64_t u = 0; u < len; ++u) {
-          const T we = scale * exp_(g.b[u] - g.mx_end);
+          const T we = scale * g.end_weight(u);
           for (int64_t d = 0; d < DQK; ++d) {
             kw[u * DQK + d] = we * k[u * DQK + d];
             n[d] += kw[u * DQK + d];
@@ -160,7 +166,7 @@ void forward_cpu(const MlstmChunkwiseFwdParams<T, T>& p, const MlstmChunkwiseSiz
         }
         for (int64_t x = 0; x < CS; ++x) C[x] *= decay;
         small_gemm_accumulate<T, true>(DQK, DV, len, kw, DQK, v, DV, C, DV);
-        m_p = g.a[len - 1] + g.mx_end;
+        m_p = g.m(len - 1);
       }
       m_out[bh] = m_p;
     }
@@ -229,7 +235,7 @@ void backward_cpu(const MlstmChunkwiseBwdParams<T, T>& p, const MlstmChunkwiseSi
             const T de = P[t * len + u] * dP;
             rows += de;
             de_cols[u] += de;
-            dsp[t * len + u] = dP * exp_(g.b[u] - g.mx[t]);
+            dsp[t * len + u] = dP * g.weight(u, t);
           }
           for (int64_t u = t + 1; u < len; ++u) dsp[t * len + u] = 0;
           de_rows[t] = rows;
@@ -259,7 +265,7 @@ void backward_cpu(const MlstmChunkwiseBwdParams<T, T>& p, const MlstmChunkwiseSi
         T* kwp = w.kw.data();
         T de_end_total = 0;
         for (int64_t u = 0; u < len; ++u) {
-          const T we = exp_(g.b[u] - g.mx_end);
+          const T we = g.end_weight(u);
           T dwe = 0;
           XLSTM_VECTOR_SUM(dwe)
           for (int64_t d = 0; d < DQK; ++d) {

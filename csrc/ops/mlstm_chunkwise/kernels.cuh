@@ -29,7 +29,7 @@ using ChunkTile = std::conditional_t<std::is_same<scalar_t, float>::value, TileA
 namespace chunkwise {
 
 constexpr int kTile = MlstmChunkwiseTraits::kTile, kMaxChunk = MlstmChunkwiseTraits::kMaxChunk;
-constexpr int kGateFloats = 3 * kMaxChunk;
+constexpr int kGateFloats = 8 * kMaxChunk;
 // Owners of a tile row (or column) of either accumulator: the partial-sum buffers' row count.
 constexpr int kSpread = TileAcc<MlstmChunkwiseTraits>::kSlots;
 static_assert(MmaTileAcc<MlstmChunkwiseTraits, c10::BFloat16>::kSlots == kSpread, "one partial-sum layout");
@@ -38,22 +38,26 @@ inline int64_t stage_floats(bool tensor_cores) {
   return tensor_cores ? tile_mma_stage_floats<MlstmChunkwiseTraits>() : tile_gemm_stage_floats<MlstmChunkwiseTraits>();
 }
 
-// a_t, b_t = i_t - a_t and mx_t of one chunk (math.h), one thread per token.
+// a_t, b_t = i_t - a_t and mx_t of one chunk as Split values (math.h), one thread per token, and two
+// per-token values x, y that each pass derives from them.
 struct ChunkGates {
-  float *a, *b, *mx;
+  Split<float> *a, *b, *mx;
+  float *x, *y;
 };
 
 __device__ __forceinline__ ChunkGates chunk_gates_at(float* smem) {
-  return {smem, smem + kMaxChunk, smem + 2 * kMaxChunk};
+  Split<float>* splits = reinterpret_cast<Split<float>*>(smem);
+  return {splits, splits + kMaxChunk, splits + 2 * kMaxChunk, smem + 6 * kMaxChunk, smem + 7 * kMaxChunk};
 }
 
 // Hillis-Steele inclusive scan of x[0, n) (n <= blockDim.x) in place; barrier-separated.
-template <typename Op>
-__device__ __forceinline__ void block_inclusive_scan(float* x, int n, Op op) {
+template <typename V, typename Op>
+__device__ __forceinline__ void block_inclusive_scan(V* x, int n, Op op) {
   const int t = threadIdx.x;
   for (int offset = 1; offset < n; offset *= 2) {
     const bool take = t < n && t >= offset;
-    const float other = take ? x[t - offset] : 0.f;
+    V other{};
+    if (take) other = x[t - offset];
     __syncthreads();
     if (take) x[t] = op(x[t], other);
     __syncthreads();
@@ -65,13 +69,13 @@ __device__ __forceinline__ void scan_chunk_gates(const scalar_t* i, const scalar
                                                  ChunkGates g) {
   const int t = threadIdx.x;
   __syncthreads();  // the previous chunk's gates may still be read
-  if (t < len) g.a[t] = log_sigmoid(static_cast<float>(f[t]));
+  if (t < len) g.a[t] = Split<float>{mlstm_chunk_log_forget(static_cast<float>(f[t])), 0.f};
   __syncthreads();
-  block_inclusive_scan(g.a, len, [](float x, float y) { return x + y; });
-  if (t < len) g.b[t] = g.mx[t] = static_cast<float>(i[t]) - g.a[t];
+  block_inclusive_scan(g.a, len, [](Split<float> x, Split<float> y) { return split_add(x, y); });
+  if (t < len) g.b[t] = g.mx[t] = mlstm_chunk_b(static_cast<float>(i[t]), g.a[t]);
   __syncthreads();
-  block_inclusive_scan(g.mx, len, [](float x, float y) { return max_(x, y); });
-  if (t < len) g.mx[t] = max_(g.mx[t], m_p);
+  block_inclusive_scan(g.mx, len, [](Split<float> x, Split<float> y) { return split_max(x, y); });
+  if (t < len) g.mx[t] = split_max(g.mx[t], Split<float>{m_p, 0.f});
   __syncthreads();
 }
 
@@ -150,7 +154,7 @@ inline int64_t mlstm_chunkwise_state_smem_floats(bool tensor_cores) {
   return chunkwise::kGateFloats + chunkwise::stage_floats(tensor_cores);
 }
 inline int64_t mlstm_chunkwise_fwd_outputs_smem_floats(bool tensor_cores) {
-  return chunkwise::kGateFloats + 2 * chunkwise::kTile + chunkwise::kTile * chunkwise::kMaxChunk +
+  return chunkwise::kGateFloats + chunkwise::kTile + chunkwise::kTile * chunkwise::kMaxChunk +
          chunkwise::kSpread * chunkwise::kTile + chunkwise::stage_floats(tensor_cores);
 }
 // P and dS of the whole chunk (rows padded to tiles), six per-token vectors, two partial-sum
@@ -183,17 +187,18 @@ __global__ void mlstm_chunkwise_fwd_states_kernel(MlstmChunkwiseFwdParams<scalar
     const int start = c * L, len = min_(L, S - start);
     store_tile(acc, state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV), d0, j0);
     scan_chunk_gates(i + start, f + start, len, m_p, g);
-    const float mx_end = g.mx[len - 1], decay = exp_(m_p - mx_end);
-    if (writes_m && static_cast<int>(threadIdx.x) < len)
-      p.m_all[bh * S + start + threadIdx.x] = g.a[threadIdx.x] + g.mx[threadIdx.x];
-    m_p = g.a[len - 1] + mx_end;
-    if (static_cast<int>(threadIdx.x) < len) g.b[threadIdx.x] = p.scale * exp_(g.b[threadIdx.x] - mx_end);  // s·WE
+    const Split<float> mx_end = g.mx[len - 1];
+    const float decay = exp_(mlstm_chunk_log_carry(m_p, mx_end));
+    const int t = threadIdx.x;
+    if (writes_m && t < len) p.m_all[bh * S + start + t] = mlstm_chunk_m(g.a[t], g.mx[t]);
+    m_p = mlstm_chunk_m(g.a[len - 1], mx_end);
+    if (t < len) g.x[t] = p.scale * exp_(mlstm_chunk_log_weight(g.b[t], mx_end));  // s·WE
     __syncthreads();
     acc.for_each([&](int, int, float& x) { x *= decay; });
     const scalar_t *k_c = k + static_cast<int64_t>(start) * DQK, *v_c = v + static_cast<int64_t>(start) * DV;
-    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kA>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, SplitOperand::kA>(
         acc, len,
-        [&](int m, int u) { return d0 + m < DQK ? g.b[u] * static_cast<float>(k_c[u * DQK + d0 + m]) : 0.f; },
+        [&](int m, int u) { return d0 + m < DQK ? g.x[u] * static_cast<float>(k_c[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) { return v_ext(v_c + static_cast<int64_t>(u) * DV, j0 + n, DV); }, stage);
   }
   store_tile(acc, state_ref(p.C_T, p.n_T, bh, DQK, DV), d0, j0);
@@ -210,8 +215,7 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
   XLSTM_DYNAMIC_SHARED(float, smem);
   const ChunkGates g = chunk_gates_at(smem);
   float* den = smem + kGateFloats;  // of the current row tile
-  float* P_rows = den + kTile;      // Σ_u P[t, u] of the current row tile
-  float* P = P_rows + kTile;        // [kTile][kMaxChunk]: W∘(s q·k) of the current row tile
+  float* P = den + kTile;           // [kTile][kMaxChunk]: W∘(s q·k) of the current row tile
   float* row_partial = P + kTile * kMaxChunk;  // [kSpread][kTile], for dh·h
   float* stage = row_partial + kSpread * kTile;
   const Dims z = dims_of(p);
@@ -224,7 +228,6 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
   const float m_p = m_before_chunk(p, bh, c, z);
   scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
   const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV);
-  const int col_tiles = (DV + 1 + kTile - 1) / kTile;
   if (kDhDotH)
     for (int x = threadIdx.x; x < kSpread * kTile; x += blockDim.x) row_partial[x] = 0.f;
 
@@ -238,43 +241,49 @@ __device__ __forceinline__ void outputs_pass(const MlstmChunkwiseFwdParams<scala
           [&](int d, int n) { return ct + n < keys ? static_cast<float>(k[(ct + n) * DQK + d]) : 0.f; }, stage);
       acc.for_each([&](int r, int n, float& x) {
         const int t = rt + r, u = ct + n;
-        P[r * kMaxChunk + u] = r < rows && u <= t ? p.scale * x * exp_(g.b[u] - g.mx[t]) : 0.f;
+        P[r * kMaxChunk + u] = r < rows && u <= t ? p.scale * x * exp_(mlstm_chunk_log_weight(g.b[u], g.mx[t])) : 0.f;
       });
     }
     __syncthreads();
-    // q·n's intra-chunk part in float32, not through P rounded to a 16-bit operand: the normaliser
-    // reaches every gradient, and the stabiliser's gradient cancels against it.
-    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
-      float sum = 0.f;
-      for (int u = 0; u < keys; ++u) sum += P[r * kMaxChunk + u];
-      P_rows[r] = sum;
-    }
-    // The column tile holding n's column first: it gives q·n, hence the normaliser of every row.
-    for (int step = 0; step < col_tiles; ++step) {
-      const int j0 = (col_tiles - 1 + step) % col_tiles * kTile;
-      // G q C' first, G applied to the float32 product (q is exact in a 16-bit operand), then P v
-      // (and P's row sums in n's column). P is split: the numerator must agree with the normaliser
-      // to about float32 precision, or the gradients that cancel between them (S = 1) do not.
-      acc.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
-          acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
-          [&](int d, int n) { return carried.get(d, j0 + n); }, stage);
-      acc.for_each([&](int r, int, float& x) { x = r < rows ? exp_(m_p - g.mx[rt + r]) * x : 0.f; });
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kA>(
-          acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
-          [&](int u, int n) { return j0 + n < DV ? static_cast<float>(v[static_cast<int64_t>(u) * DV + j0 + n]) : 0.f; },
-          stage);
-      if (step == 0) {
-        acc.for_each([&](int r, int n, float& qn) {
-          if (r < rows && j0 + n == DV) {
-            const int t = rt + r;
-            qn += P_rows[r];
-            den[r] = mlstm_denominator(qn, g.a[t] + g.mx[t], p.eps);
-            if (!kDhDotH) p.qn_all[row0 + t] = qn;
-          }
-        });
-        __syncthreads();
+    // q·n of every row, hence its normaliser: a sum of its own over the row of P (four threads a row)
+    // in Split precision, not the tile product's sum (through P rounded to a 16-bit operand on tensor
+    // cores, or a float sum). Where the terms cancel (|q·n| << Σ|P|), that sum's rounding would reach
+    // h amplified by the depth of the cancellation, and the stabiliser's gradient cancels against it.
+    static_assert(MlstmChunkwiseTraits::kThreads == 4 * kTile, "four threads per row of a tile");
+    {
+      const int r = threadIdx.x / 4, lane = threadIdx.x % 4, t = rt + r;
+      Split<float> qn{0.f, 0.f};
+      if (r < rows) {
+        for (int u = lane; u <= t; u += 4) qn = split_add(qn, Split<float>{P[r * kMaxChunk + u], 0.f});
+        float q_n = 0.f;
+        for (int d = lane; d < DQK; d += 4) q_n += static_cast<float>(q[t * DQK + d]) * carried.n[d];
+        qn = split_add(qn, Split<float>{exp_(mlstm_chunk_log_carry(m_p, g.mx[t])) * q_n, 0.f});
       }
+      for (int lanes = 1; lanes < 4; lanes *= 2)
+        qn = split_add(qn, Split<float>{__shfl_xor_sync(~0u, qn.hi, lanes), __shfl_xor_sync(~0u, qn.lo, lanes)});
+      if (r < rows && lane == 0) {
+        den[r] = mlstm_denominator(qn.hi, mlstm_chunk_m(g.a[t], g.mx[t]), p.eps);
+        if (!kDhDotH) p.qn_all[row0 + t] = qn.hi;
+      }
+      __syncthreads();
+    }
+    for (int j0 = 0; j0 < DV; j0 += kTile) {
+      // G q C first, G applied to the float32 product (q is exact in a 16-bit operand), then P v.
+      // P is split: the numerator must agree with the normaliser to about float32 precision, or the
+      // gradients that cancel between them (S = 1) do not.
+      acc.fill(0.f);
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, SplitOperand::kB>(
+          acc, DQK, [&](int m, int d) { return m < rows ? static_cast<float>(q[(rt + m) * DQK + d]) : 0.f; },
+          [&](int d, int n) { return j0 + n < DV ? carried.get(d, j0 + n) : 0.f; }, stage);
+      acc.for_each([&](int r, int, float& x) {
+        x = r < rows ? exp_(mlstm_chunk_log_carry(m_p, g.mx[rt + r])) * x : 0.f;
+      });
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, SplitOperand::kA>(
+          acc, keys, [&](int m, int u) { return P[m * kMaxChunk + u]; },
+          [&](int u, int n) {
+            return j0 + n < DV ? static_cast<float>(v[static_cast<int64_t>(u) * DV + j0 + n]) : 0.f;
+          },
+          stage);
       acc.for_each([&](int r, int n, float& num) {
         const int64_t at = (row0 + rt + r) * DV + j0 + n;
         const bool inside = r < rows && j0 + n < DV;
@@ -326,23 +335,23 @@ __global__ void mlstm_chunkwise_bwd_states_kernel(MlstmChunkwiseBwdParams<scalar
     store_tile(acc, state_ref(p.dC_ends, p.dn_ends, bh * chunks + c, DQK, DV), d0, j0);
     const float m_p = m_before_chunk(p, bh, c, z);
     scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
-    const float decay = exp_(m_p - g.mx[len - 1]);
+    const float decay = exp_(mlstm_chunk_log_carry(m_p, g.mx[len - 1]));
     const int t = threadIdx.x;
-    if (t < len) {  // a and b become G/den and G·dqn
-      const float G = exp_(m_p - g.mx[t]);
+    if (t < len) {  // x and y: G/den and G·dqn
+      const float G = exp_(mlstm_chunk_log_carry(m_p, g.mx[t]));
       const RowNormaliser nm = row_normaliser(p, row0 + t);
-      g.a[t] = G / nm.den;
-      g.b[t] = G * nm.dqn;
+      g.x[t] = G / nm.den;
+      g.y[t] = G * nm.dqn;
     }
     __syncthreads();
     acc.for_each([&](int, int, float& x) { x *= decay; });
     // dC'_start = decay dC'_end + Σ_t q_t (G_t dnum'_t)ᵀ with dnum' = [dh / den | dqn]
     const scalar_t *q = p.q + row0 * DQK, *dh = p.dh + row0 * DV;
-    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, Split::kB>(
+    tile_gemm<Adjacent::kOuter, Adjacent::kOuter, SplitOperand::kB>(
         acc, len, [&](int m, int u) { return d0 + m < DQK ? static_cast<float>(q[u * DQK + d0 + m]) : 0.f; },
         [&](int u, int n) {
           const int j = j0 + n;
-          return j < DV ? g.a[u] * static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]) : (j == DV ? g.b[u] : 0.f);
+          return j < DV ? g.x[u] * static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]) : (j == DV ? g.y[u] : 0.f);
         },
         stage);
   }
@@ -383,7 +392,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
     p.dden[row0 + t] = nm.dden;
   }
   scan_chunk_gates(p.i + row0, p.f + row0, len, m_p, g);
-  const float mx_end = g.mx[len - 1];
+  const Split<float> mx_end = g.mx[len - 1];
   const StateRef carried = state_ref(p.C_starts, p.n_starts, bh * chunks + c, DQK, DV);
   const StateRef d_end = state_ref(p.dC_ends, p.dn_ends, bh * chunks + c, DQK, DV);
   // The gradient of the numerator is dnum' = [dh / den | dqn]. The products take dh itself and
@@ -391,8 +400,8 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
   // operand), and where the normaliser is |q·n| the two terms cancel, which rounded operands would
   // leave as noise far larger than the gradient (S = 1 without a state, say).
   auto dh_at = [&](int u, int j) { return static_cast<float>(dh[static_cast<int64_t>(u) * DV + j]); };
-  auto carry_weight = [&](int u) { return exp_(m_p - g.mx[u]); };
-  auto end_weight = [&](int u) { return exp_(g.b[u] - mx_end); };
+  auto carry_weight = [&](int u) { return exp_(mlstm_chunk_log_carry(m_p, g.mx[u])); };
+  auto end_weight = [&](int u) { return exp_(mlstm_chunk_log_weight(g.b[u], mx_end)); };
 
   // P = W∘(s q kᵀ) and dS = W∘dP, dP = dnum' v'ᵀ = (dh vᵀ) / den + dqn, over the causal tiles; row and
   // column sums of P∘dP.
@@ -414,7 +423,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
       for (int e = 0; e < Tile::kElems; ++e) {
         const int tt = rt + Tile::row(e), u = ct + Tile::col(e);
         const bool valid = Tile::row(e) < rows && Tile::col(e) < cols;
-        const float w = valid && u <= tt ? exp_(g.b[u] - g.mx[tt]) : 0.f;
+        const float w = valid && u <= tt ? exp_(mlstm_chunk_log_weight(g.b[u], g.mx[tt])) : 0.f;
         const float Ptu = w * p.scale * acc.v[e], dPtu = valid ? acc2.v[e] / den[tt] + dqn[tt] : 0.f;
         if (valid) {
           P[tt * lp + u] = Ptu;
@@ -440,7 +449,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           acc, keys, [&](int m, int u) { return m < rows ? dS[(rt + m) * lp + u] : 0.f; },
           [&](int u, int n) { return dt + n < DQK ? static_cast<float>(k[u * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, SplitOperand::kB>(
           acc2, DV, [&](int m, int j) { return m < rows ? dh_at(rt + m, j) : 0.f; },
           [&](int j, int n) { return carried.get(dt + n, j); }, stage);
       for (int e = 0; e < Tile::kElems; ++e) {
@@ -467,7 +476,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
           acc, depth, [&](int m, int x) { return m < cols ? dS[(ct + x) * lp + ct + m] : 0.f; },
           [&](int x, int n) { return dt + n < DQK ? static_cast<float>(q[(ct + x) * DQK + dt + n]) : 0.f; }, stage);
       acc2.fill(0.f);
-      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kDepth, SplitOperand::kB>(
           acc2, DV,
           [&](int m, int j) { return m < cols ? static_cast<float>(v[static_cast<int64_t>(ct + m) * DV + j]) : 0.f; },
           [&](int j, int n) { return d_end.get(dt + n, j); }, stage);
@@ -485,7 +494,7 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
       tile_gemm<Adjacent::kOuter, Adjacent::kOuter>(
           acc, depth, [&](int m, int x) { return m < cols ? P[(ct + x) * lp + ct + m] / den[ct + x] : 0.f; },
           [&](int x, int n) { return jt + n < DV ? dh_at(ct + x, jt + n) : 0.f; }, stage);
-      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, Split::kB>(
+      tile_gemm<Adjacent::kDepth, Adjacent::kOuter, SplitOperand::kB>(
           acc, DQK,
           [&](int m, int d) {
             return m < cols ? p.scale * end_weight(ct + m) * static_cast<float>(k[(ct + m) * DQK + d]) : 0.f;
@@ -512,8 +521,8 @@ __global__ void mlstm_chunkwise_bwd_intra_kernel(MlstmChunkwiseBwdParams<scalar_
     sums[1] = de_carry;
   }
   block_sum(sums, row_partial);  // also the barrier before the scan buffer below is written
-  const float de_end_carry = exp_(m_p - mx_end) * sums[2];
-  float* reversed_da = g.a;  // a is no longer needed
+  const float de_end_carry = exp_(mlstm_chunk_log_carry(m_p, mx_end)) * sums[2];
+  float* reversed_da = g.x;
   if (t < len) {
     float da = de_rows[t] - de_cols[t] + de_carry - de_end;
     if (t == len - 1) da += sums[0] + de_end_carry;

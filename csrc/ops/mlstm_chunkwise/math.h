@@ -9,6 +9,15 @@
 //   C_end = GE C_p + Σ_u WE_u s k_u v_uᵀ with WE_u = exp(b_u - mx_end), GE = exp(m_p - mx_end)
 // The kernels treat n as column DV of an extended state C' = [C | n] and v as v' = [v | 1], so every
 // product with n is the same tile product as with C.
+//
+// Precision: a_t grows in magnitude along the chunk (about |logσ(f)| per token) and so does b_u, while
+// the exponents b_u - mx_t that weigh the products are small where the weights matter. Rounding a_t
+// and b_u to float would cost ulp(|b|) in every weight: at |a| ~ 30 that is 4e-6, several times the
+// error of the literal quadratic form, which takes differences of partial sums F_t - F_u directly.
+// So a, b and mx are carried as Split values (common/numerics.h: twice the precision), and every
+// exponent is formed from them by split_difference; m_t and the exponents are then rounded once.
+// The CUDA output pass also sums q·n apart from the tile product, in Split precision: where its terms
+// cancel, a float sum's rounding reaches h amplified by the depth of the cancellation.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +37,36 @@ template <typename T>
 XLSTM_HOST_DEVICE MlstmChunkwiseNormaliserGrad<T> mlstm_chunkwise_normaliser_backward(T dh_dot_h, T qn, T m, T den) {
   const T dden = -dh_dot_h / den;
   return {dden, mlstm_denominator_backward(qn, m, dden).dqn};
+}
+
+// The gate scan of one chunk, element by element (the CPU kernels scan sequentially, the CUDA kernels
+// in parallel): a_t = a_{t-1} + logσ(f_t), b_t = i_t - a_t, mx_t = max(mx_{t-1}, b_t) from mx = m_p.
+//
+// logσ(f) enters the scan floored at -2^20. Below that exp(logσ(f)) is 0 to any float precision
+// unless the input gates differ by more than 2^20 around it, so the floor changes no result
+// in range; but f = -inf (forget everything) then gives a finite a instead of a = -inf, b = +inf and
+// NaN weights, and |a| <= 2^27 over a chunk of 128 keeps the Split sums exact to ~1e-7.
+template <typename T>
+XLSTM_HOST_DEVICE T mlstm_chunk_log_forget(T f) {
+  return max_(log_sigmoid(f), T(-1048576));
+}
+template <typename T>
+XLSTM_HOST_DEVICE Split<T> mlstm_chunk_b(T i, Split<T> a) {
+  return split_add(Split<T>{i, T(0)}, Split<T>{-a.hi, -a.lo});
+}
+// The step form's m_t = a_t + mx_t (also the normaliser's floor exp(-m_t)).
+template <typename T>
+XLSTM_HOST_DEVICE T mlstm_chunk_m(Split<T> a, Split<T> mx) {
+  return split_add(a, mx).hi;
+}
+// log W[t,u] = b_u - mx_t, the end weights' b_u - mx_end, and the carry's log G_t = m_p - mx_t.
+template <typename T>
+XLSTM_HOST_DEVICE T mlstm_chunk_log_weight(Split<T> b, Split<T> mx) {
+  return split_difference(b, mx);
+}
+template <typename T>
+XLSTM_HOST_DEVICE T mlstm_chunk_log_carry(T m_p, Split<T> mx) {
+  return split_difference(Split<T>{m_p, T(0)}, mx);
 }
 
 // Tile shapes of the chunkwise kernels. A block of kThreads threads computes kTile x kTile output

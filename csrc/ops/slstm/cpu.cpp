@@ -23,13 +23,15 @@ void slstm_fwd_tile(const SlstmParams<scalar_t, acc_t>& p, int64_t h, int64_t b0
   const acc_t* R = p.R + h * DH * G;
   const acc_t* bias = p.bias + h * G;
   for (int64_t t = 0; t < p.seq; ++t) {
+    // raw = (h R + bias) + x: x last, so that a large x (gates of 1e4) costs one rounding at its
+    // magnitude rather than one per product accumulated into it.
+    const acc_t* h_prev = p.trace + p.trace_index(0, b0, t, h);  // rows a batch row's trace apart
+    small_gemm(rows, G, DH, h_prev, p.slots * p.heads * DH, R, G, raw, G);
     for (int64_t r = 0; r < rows; ++r) {
       const scalar_t* x = p.x + (b0 + r) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h;
       acc_t* raw_r = raw + r * G;
-      for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] = acc_t(x[gj]) + bias[gj];
+      for (int64_t gj = 0; gj < G; ++gj) raw_r[gj] = (raw_r[gj] + bias[gj]) + acc_t(x[gj]);
     }
-    const acc_t* h_prev = p.trace + p.trace_index(0, b0, t, h);  // rows a batch row's trace apart
-    small_gemm_accumulate(rows, G, DH, h_prev, p.slots * p.heads * DH, R, G, raw, G);
     for (int64_t r = 0; r < rows; ++r) {
       const acc_t* raw_r = raw + r * G;
       const acc_t* c_prev = p.trace + p.trace_index(1, b0 + r, t, h);

@@ -52,15 +52,12 @@ __global__ void __launch_bounds__(slstm_max_threads(kPlace))
   __syncthreads();
 
   for (int64_t t = 0; t < p.seq; ++t) {
-    // raw[b, gj] = x + bias + Σ_k h[b, k] R[k, gj]: a thread per column, the tile's rows at once.
+    // raw[b, gj] = (bias + Σ_k h[b, k] R[k, gj]) + x: a thread per column, the tile's rows at once; x
+    // last, so that a large x (gates of 1e4) costs one rounding at its magnitude, not one per product.
     for (int gj = tid; gj < G; gj += T) {
       float acc[kSlstmBatchTile];
 #pragma unroll
-      for (int bb = 0; bb < kSlstmBatchTile; ++bb)
-        acc[bb] =
-            bias[gj] +
-            (bb < rows ? static_cast<float>(p.x[(b0 + bb) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h + gj])
-                       : 0.f);
+      for (int bb = 0; bb < kSlstmBatchTile; ++bb) acc[bb] = bias[gj];
 #pragma unroll
       for (int k = 0; k < kRegRows; ++k)
 #pragma unroll
@@ -71,7 +68,11 @@ __global__ void __launch_bounds__(slstm_max_threads(kPlace))
         for (int bb = 0; bb < kSlstmBatchTile; ++bb) acc[bb] += h_s[bb * DH + k] * r;
       }
 #pragma unroll
-      for (int bb = 0; bb < kSlstmBatchTile; ++bb) raw_s[bb * G + gj] = acc[bb];
+      for (int bb = 0; bb < kSlstmBatchTile; ++bb)
+        raw_s[bb * G + gj] =
+            acc[bb] +
+            (bb < rows ? static_cast<float>(p.x[(b0 + bb) * p.x_stride_b + t * p.x_stride_t + h * p.x_stride_h + gj])
+                       : 0.f);
     }
     __syncthreads();
     for (int idx = tid; idx < rows * DH; idx += T) {

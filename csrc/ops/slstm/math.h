@@ -72,7 +72,9 @@ XLSTM_HOST_DEVICE SlstmGates<T> slstm_gates(T raw_i, T raw_f, T raw_z, T raw_o, 
   // the CPU loops vectorize).
   const T no_history = n_prev == T(0) ? -INFINITY : T(0);
   g.m = max_(raw_i, log_f.value + m_prev + no_history);
-  const T i_exp = exp_(raw_i - g.m), f_exp = exp_(log_f.value + m_prev - g.m);
+  // i' = 1 where raw_i attains the max, also at raw_i = m = -inf (a first step with raw_i = -inf: its
+  // limit; exp(-inf - -inf) would be NaN).
+  const T i_exp = raw_i == g.m ? T(1) : exp_(raw_i - g.m), f_exp = exp_(log_f.value + m_prev - g.m);
   g.i_gate = min_(i_exp, T(1));
   const bool f_passes = !(f_exp > T(1));
   g.f_gate = f_passes ? f_exp : T(1);
