@@ -18,7 +18,20 @@ Profiles (tests/conftest.py): "ci" (the default) runs 25 examples per (op, backe
 the end of a failing run (rerun with `--hypothesis-seed=N`), and hypothesis prints the failing
 example and its @reproduce_failure blob.
 
-Nightly record (fill in per run; see the bottom of this docstring).
+What the fuzzing found, and what became of it:
+- Harness, not ops: an expanded input's gradient is autograd's sum of the op's gradient over the
+  broadcast, whose bf16 rounding is torch's; gradients are now taken with respect to the op's own
+  inputs. float16 gradients beyond float16's range (up to inf) are overflow, checked as such.
+- mlstm_step, CPU kernels, float32, DHQK = 11 635 (DHV = 1): forward error 3.8e-5 against the
+  spec's 1e-5 (the reference in float32: 1.7e-6): the kernel sums q·n and q·C over DHQK in order.
+  Not changed (numerics are another session's; README.md states it); the CPU kernels are fuzzed
+  up to DHQK 256, the CUDA kernels at DHQK 11 603 to 11 650 for the backward's refusal.
+- mlstm_step, CUDA backward (emulated), DHQK = DHV = 1, |q·n| above its floor: dq is O(eps) by
+  cancellation; error 0.040 against the float32 reference's 0.002 to 0.017 over nine roundings of
+  the inputs. Every float32 evaluation keeps few digits there (the error scales as ulp·|q·n|/eps);
+  `verify` judges such values against the reference's spread (see it); not changed in the kernel.
+
+Nightly record: NIGHTLY_RECORD
 """
 import math
 import re
@@ -102,9 +115,8 @@ class Example:
     backward_rejection: str | None = None  # regex of the backward's error, the forward being fine
 
 
-def dtypes(backend):
-    """The input dtypes drawn: float64 on the emulation too, which must refuse it."""
-    return st.sampled_from([torch.float32, torch.bfloat16, torch.float16, torch.float64])
+# The input dtypes drawn: float64 on the emulation too, which must refuse it.
+DTYPES = st.sampled_from([torch.float32, torch.bfloat16, torch.float16, torch.float64])
 
 
 def float64_rejection(backend, dtype, leading):
@@ -134,9 +146,23 @@ def with_eps(kwargs, eps):
     return kwargs if eps is None else {**kwargs, "eps": eps}
 
 
+def mlstm_values(inputs, state):
+    """The mLSTM ops' inputs by contract name: q, k, v, i, f and C, n, m (None without a state)."""
+    return dict(zip(("q", "k", "v", "i", "f"), inputs)) | dict(zip(("C", "n", "m"), state or (None,) * 3))
+
+
+def mlstm_assemble(kwargs):
+    """The mLSTM ops' call from named inputs: (q, k, v, i, f, state or None), kwargs."""
+    def assemble(t):
+        state = (t["C"], t["n"], t["m"]) if t["C"] is not None else None
+        return Call((t["q"], t["k"], t["v"], t["i"], t["f"], state), kwargs)
+
+    return assemble
+
+
 @st.composite
 def mlstm_step_examples(draw, backend, gen):
-    dtype = draw(dtypes(backend))
+    dtype = draw(DTYPES)
     DQK = draw(st.sampled_from([1, 2, 3, 5, 7, 8, 13, 31, 64, 127, 256]))
     DV = draw(st.sampled_from([1, 2, 3, 6, 11, 32, 33, 100, 257, 512]))
     B = limited(draw, 5, DQK * DV, 1 << 17)
@@ -144,12 +170,8 @@ def mlstm_step_examples(draw, backend, gen):
     with_state = draw(st.booleans())
     inputs, state = step_inputs(gen, B, NH, DQK, DV, dtype, "cpu", with_state)
     eps = draw(EPS)
-    values = dict(zip(("q", "k", "v", "i", "f"), inputs)) | dict(zip(("C", "n", "m"), state or (None,) * 3))
-
-    def assemble(t):
-        state = (t["C"], t["n"], t["m"]) if t["C"] is not None else None
-        return Call((t["q"], t["k"], t["v"], t["i"], t["f"], state), with_eps({}, eps))
-
+    values = mlstm_values(inputs, state)
+    assemble = mlstm_assemble(with_eps({}, eps))
     return Example("mlstm_step", values, assemble, float64_rejection(backend, dtype, "q"))
 
 
@@ -159,20 +181,16 @@ def mlstm_step_wide_examples(draw, backend, gen):
     forward takes it, the CUDA backward refuses it, naming the head sizes."""
     DQK = draw(st.integers(11603, 11650))
     inputs, state = step_inputs(gen, 1, 1, DQK, 1, torch.float32, "cpu", draw(st.booleans()))
-    values = dict(zip(("q", "k", "v", "i", "f"), inputs)) | dict(zip(("C", "n", "m"), state or (None,) * 3))
+    values = mlstm_values(inputs, state)
     assert step_bwd_shared_floats(DQK, 1) > CUDA_SHARED_FLOATS >= 2 * DQK + 32
-
-    def assemble(t):
-        state = (t["C"], t["n"], t["m"]) if t["C"] is not None else None
-        return Call((t["q"], t["k"], t["v"], t["i"], t["f"], state))
-
+    assemble = mlstm_assemble({})
     backward = "needs .* bytes .*use smaller head sizes DHQK, DHV" if backend.name == EMULATION else None
     return Example("mlstm_step", values, assemble, backward_rejection=backward)
 
 
 @st.composite
 def mlstm_chunkwise_examples(draw, backend, gen):
-    dtype = draw(dtypes(backend))
+    dtype = draw(DTYPES)
     DQK = draw(st.sampled_from([1, 2, 3, 4, 7, 16, 33, 64, 65, 128, 256]))
     DV = draw(st.sampled_from([1, 2, 5, 8, 17, 40, 64, 65, 129, 512]))
     # Work: the chunk tiles (S L (DQK + DV) <= S^2 (DQK + DV)) and a state product per chunk (DQK DV).
@@ -187,12 +205,8 @@ def mlstm_chunkwise_examples(draw, backend, gen):
     with_state = draw(st.booleans())
     inputs, state = chunkwise_inputs(gen, B, NH, S, DQK, DV, dtype, with_state)
     eps = draw(EPS)
-    values = dict(zip(("q", "k", "v", "i", "f"), inputs)) | dict(zip(("C", "n", "m"), state or (None,) * 3))
-
-    def assemble(t):
-        state = (t["C"], t["n"], t["m"]) if t["C"] is not None else None
-        return Call((t["q"], t["k"], t["v"], t["i"], t["f"], state), with_eps({"chunk_size": chunk}, eps))
-
+    values = mlstm_values(inputs, state)
+    assemble = mlstm_assemble(with_eps({"chunk_size": chunk}, eps))
     rejection = float64_rejection(backend, dtype, "q")
     if rejection is None and backend.name == EMULATION and L > CUDA_MAX_CHUNK:
         rejection = f"chunk_size {chunk} exceeds the CUDA kernels' largest chunk, {CUDA_MAX_CHUNK}"
@@ -205,19 +219,15 @@ def mlstm_chunkwise_grid_examples(draw, backend, gen):
     NH = draw(st.sampled_from([1, 2, 4]))
     S = draw(st.integers(1, 3))
     inputs, state = chunkwise_inputs(gen, (CUDA_MAX_GRID + 1) // NH, NH, S, 1, 1, torch.float32, draw(st.booleans()))
-    values = dict(zip(("q", "k", "v", "i", "f"), inputs)) | dict(zip(("C", "n", "m"), state or (None,) * 3))
-
-    def assemble(t):
-        state = (t["C"], t["n"], t["m"]) if t["C"] is not None else None
-        return Call((t["q"], t["k"], t["v"], t["i"], t["f"], state))
-
+    values = mlstm_values(inputs, state)
+    assemble = mlstm_assemble({})
     rejection = f"B \\* NH = {CUDA_MAX_GRID + 1} exceeds the CUDA grid's limit" if backend.name == EMULATION else None
     return Example("mlstm_chunkwise", values, assemble, rejection)
 
 
 @st.composite
 def slstm_examples(draw, backend, gen):
-    dtype = draw(dtypes(backend))
+    dtype = draw(DTYPES)
     # Around each CUDA path's bounds on sm_90: R in shared memory (DH <= 112), split between
     # registers and shared memory (DH <= 128), read from L2 beyond; 4 DH threads up to 1024.
     DH = draw(st.sampled_from([1, 2, 3, 5, 7, 8, 16, 31, 33, 64, 111, 112, 113, 127, 128, 129, 200, 256, 257]))
@@ -237,7 +247,7 @@ def slstm_examples(draw, backend, gen):
 
 @st.composite
 def causal_conv1d_silu_examples(draw, backend, gen):
-    dtype = draw(dtypes(backend))
+    dtype = draw(DTYPES)
     K = draw(st.integers(1, 10))
     D = draw(st.one_of(small(70), st.sampled_from([127, 128, 129, 257])))
     S = limited(draw, 40, D * K, 1 << 13)
@@ -257,7 +267,7 @@ def causal_conv1d_silu_examples(draw, backend, gen):
 
 @st.composite
 def headwise_linear_examples(draw, backend, gen):
-    dtype = draw(dtypes(backend))
+    dtype = draw(DTYPES)
     # The layers' 4 x 4 blocks, odd ones, and the sLSTM layer's gate projections (DH x DH per head).
     G, O, I = draw(st.one_of(st.tuples(small(6), small(9), small(9)),
                              st.tuples(small(4), st.sampled_from([4, 31, 64]), st.sampled_from([4, 33, 64]))))
@@ -276,7 +286,7 @@ def headwise_linear_examples(draw, backend, gen):
 
 @st.composite
 def mlstm_output_gate_examples(draw, backend, gen):
-    dtype = draw(dtypes(backend))
+    dtype = draw(DTYPES)
     D = draw(st.one_of(small(40), st.sampled_from([63, 64, 65, 127, 128, 129, 513])))
     lead = tuple(draw(st.lists(small(5), min_size=1, max_size=3)))
     h, x_conv, z, w, s = gate_inputs(gen, lead, D, dtype, "cpu", weight_dtype(draw, dtype))
