@@ -145,8 +145,7 @@ cpu_sanitize = SANITIZE_FLAGS if flag("XLSTM_CPU_SANITIZE") else []
 
 # No errno, no FP traps: lets loops that call exp/log1p/tanh, and selects between divisions,
 # vectorize (csrc/cpu_vector_math.h). -fopenmp: at::parallel_for runs serially without it.
-cxx_flags = (["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", string_define("XLSTM_CPU_SIMD", cpu_simd),
-              f"-DXLSTM_CPU_SANITIZED={int(bool(cpu_sanitize))}"]
+cxx_flags = (["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", string_define("XLSTM_CPU_SIMD", cpu_simd)]
              + SIMD_LEVELS[cpu_simd][1] + common_defines + cpu_sanitize)
 cpu_link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") else []) + cpu_sanitize
 

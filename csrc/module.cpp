@@ -34,7 +34,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     info["cuda_archs"] = XLSTM_CUDA_ARCHS;
     info["cuda_version"] = XLSTM_CUDA_VERSION;
     info["cpu_simd"] = XLSTM_CPU_SIMD;  // the vector ISA the CPU kernels were compiled for
-    info["sanitized"] = XLSTM_CPU_SANITIZED != 0;  // the CPU kernels, with AddressSanitizer and UBSan
 #endif
     info["torch_version"] = XLSTM_TORCH_VERSION;
     info["namespace"] = C10_STRINGIZE(XLSTM_NAMESPACE);
