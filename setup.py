@@ -9,6 +9,7 @@ Environment:
   CUDA_HOME              the CUDA toolkit (default: found behind the nvcc on PATH)
   XLSTM_BUILD_SIM=1      also build xlstm_cuda._sim (for tests)
   XLSTM_SIM_SANITIZE=1   build _sim with AddressSanitizer and UBSan (run it with libasan preloaded)
+  XLSTM_CPU_SANITIZE=1   build the CPU kernels of _C with AddressSanitizer and UBSan (likewise)
   MAX_JOBS               parallel compile jobs (default: by cores and memory)
 """
 import os
@@ -137,11 +138,16 @@ def host_simd_level():
 cpu_simd = host_simd_level()
 
 
+# AddressSanitizer and UBSan, any UB fatal: the emulation's (XLSTM_SIM_SANITIZE) and, with
+# XLSTM_CPU_SANITIZE, the CPU kernels' (still -O3, so that the vectorized code is what is checked).
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+cpu_sanitize = SANITIZE_FLAGS if flag("XLSTM_CPU_SANITIZE") else []
+
 # No errno, no FP traps: lets loops that call exp/log1p/tanh, and selects between divisions,
 # vectorize (csrc/cpu_vector_math.h). -fopenmp: at::parallel_for runs serially without it.
 cxx_flags = (["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", string_define("XLSTM_CPU_SIMD", cpu_simd)]
-             + SIMD_LEVELS[cpu_simd][1] + common_defines)
-cpu_link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") else [])
+             + SIMD_LEVELS[cpu_simd][1] + common_defines + cpu_sanitize)
+cpu_link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") else []) + cpu_sanitize
 
 
 def sources(*patterns):
@@ -195,8 +201,7 @@ def sim_sources():
 
 
 if flag("XLSTM_BUILD_SIM"):
-    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"] \
-        if flag("XLSTM_SIM_SANITIZE") else []
+    sanitize = SANITIZE_FLAGS if flag("XLSTM_SIM_SANITIZE") else []
     extensions.append(CppExtension(
         "xlstm_cuda._sim", sim_sources(), include_dirs=include_dirs,
         extra_compile_args={"cxx": ["-O1", "-g", "-DXLSTM_SIM",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import hypothesis.core
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,6 +39,33 @@ def _backends():
     if torch.cuda.is_available():
         found.append(Backend("cuda", xlstm_cuda.ops._kernels, "cuda"))
     return found
+
+
+def pytest_addoption(parser):
+    parser.addoption("--nightly", action="store_true",
+                     help="the fuzz tests' nightly profile (tests/ops/test_fuzz.py): >= 10 000 examples")
+
+
+# The fuzz tests' profiles (tests/ops/test_fuzz.py), examples per (op, backend) test: a few hundred
+# in all in CI, >= 10 000 with --nightly. No database and no derandomizing: unless --hypothesis-seed
+# is given, a session draws its seed, and prints it when a test fails.
+for _profile, _examples in (("ci", 25), ("nightly", 900)):
+    settings.register_profile(_profile, max_examples=_examples, database=None, derandomize=False, deadline=None,
+                              print_blob=True, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.data_too_large,
+                                                                      HealthCheck.filter_too_much])
+
+
+def pytest_configure(config):
+    settings.load_profile("nightly" if config.getoption("--nightly") else "ci")
+    if hypothesis.core.global_force_seed is None:
+        hypothesis.core.global_force_seed = int.from_bytes(os.urandom(4), "little")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if exitstatus != 0:
+        seed = hypothesis.core.global_force_seed
+        terminalreporter.write_line(f"hypothesis seed of this run: {seed} (rerun with --hypothesis-seed={seed})")
 
 
 BACKENDS = _backends()

@@ -3,6 +3,9 @@ from importlib import metadata as _metadata
 
 import torch as _torch  # loads libtorch, which _C links against
 
+from ._sanitizer import check_sanitizer_runtime as _check_sanitizer_runtime
+
+_check_sanitizer_runtime("xlstm_cuda._C", "XLSTM_CPU_SANITIZE")
 try:
     from . import _C
 except ImportError as _error:  # pragma: no cover - only on a broken install

@@ -6,22 +6,12 @@ A sanitized build (XLSTM_SIM_SANITIZE=1) needs the AddressSanitizer runtime load
         ASAN_OPTIONS=detect_leaks=0 python ...
 """
 import importlib.util
-from pathlib import Path
 
+from ._sanitizer import check_sanitizer_runtime
 
-def _check_loadable() -> None:
-    spec = importlib.util.find_spec("xlstm_cuda._sim")
-    if spec is None or spec.origin is None:
-        raise ImportError("xlstm_cuda._sim is not built; rebuild with XLSTM_BUILD_SIM=1 (see README.md)")
-    needs_asan = b"libasan.so" in Path(spec.origin).read_bytes()
-    if needs_asan and "libasan" not in Path("/proc/self/maps").read_text():
-        # Loading it anyway would end the process inside the ASan runtime.
-        raise ImportError("xlstm_cuda._sim was built with AddressSanitizer: run Python with "
-                          "LD_PRELOAD=\"$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)\" "
-                          "ASAN_OPTIONS=detect_leaks=0 (libstdc++ too, so that ASan can intercept C++ throws)")
-
-
-_check_loadable()
+if importlib.util.find_spec("xlstm_cuda._sim") is None:
+    raise ImportError("xlstm_cuda._sim is not built; rebuild with XLSTM_BUILD_SIM=1 (see README.md)")
+check_sanitizer_runtime("xlstm_cuda._sim", "XLSTM_SIM_SANITIZE")
 
 from . import _sim  # noqa: E402,F401  (registers the xlstm_cuda_sim ops)
 from .ops import KernelOps  # noqa: E402
