@@ -18,9 +18,9 @@ from inputs import chunkwise_inputs
 from test_mlstm_chunkwise import run_reference
 
 # (S, DHQK, DHV, chunk, with_state, dtype)
-CASES = [(1, 64, 64, 64, False, torch.bfloat16), (63, 128, 64, 64, True, torch.float16),
+CASES = [(1, 256, 512, 64, True, torch.bfloat16), (63, 128, 64, 64, True, torch.float16),
          (64, 64, 256, 128, True, torch.bfloat16), (65, 256, 64, 64, False, torch.bfloat16),
-         (200, 64, 512, 128, True, torch.float16), (200, 128, 256, 64, False, torch.bfloat16)]
+         (200, 64, 64, 128, True, torch.float16), (200, 128, 64, 64, False, torch.bfloat16)]
 LONG_CASES = [(S, DQK, DV, 64, with_state, dtype)
               for S, (DQK, DV), with_state, dtype in itertools.product(
                   (1, 63, 64, 65, 200), ((64, 64), (128, 256), (256, 512)), (True, False),

@@ -5,9 +5,17 @@ either way, so only the compiled code can show this. (.FTZ instructions remain, 
 own integer-division sequences, F2I.FTZ and the like: they are not float math of ours.) Without
 CUDA kernels in the build (a CPU-only install) there is no device code to read, which the test
 checks too."""
+import pytest
+
+import sass_tools
 import xlstm_cuda
 
 FORBIDDEN = {"MUFU.TANH": "tanh.approx"}
+
+
+@pytest.fixture(scope="module")
+def kernels_sass():
+    return sass_tools.kernels_sass()
 
 
 def test_no_approximate_math_in_any_kernel(kernels_sass):

@@ -4,6 +4,7 @@ the static part cuobjdump reports plus the dynamic part it launches with, at chu
 sm_90's 227 KB per block. The emulation cannot show any of this: it runs the fragments on the CPU."""
 import pytest
 
+import sass_tools
 import xlstm_cuda
 
 KERNELS = ["mlstm_chunkwise_fwd_states_kernel", "mlstm_chunkwise_fwd_outputs_kernel",
@@ -12,6 +13,16 @@ KERNELS = ["mlstm_chunkwise_fwd_states_kernel", "mlstm_chunkwise_fwd_outputs_ker
 DTYPES = {"bfloat16": ("IN3c108BFloat16E", "HMMA.16816.F32.BF16"), "float16": ("IN3c104HalfE", "HMMA.16816.F32 "),
           "float32": ("IfE", None)}
 SM90_MAX_SHARED = 227 * 1024
+
+
+@pytest.fixture(scope="module")
+def kernels_sass():
+    return sass_tools.kernels_sass()
+
+
+@pytest.fixture(scope="module")
+def kernels_resources():
+    return sass_tools.kernels_resources()
 
 
 def instance(table: dict, kernel: str, dtype: str) -> str:

@@ -1,4 +1,6 @@
-"""The SASS tests' tools: cuobjdump (triton bundles one) and the extension module's kernels."""
+"""The SASS tests' tools: cuobjdump (triton bundles one) and the extension module's kernels, read once per
+session. (A plain module, not a conftest: tests import the top-level conftest by name.)"""
+import functools
 import re
 import shutil
 import subprocess
@@ -25,7 +27,7 @@ def cuobjdump() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
+@functools.cache
 def kernels_sass() -> dict[str, str]:
     """SASS of every kernel in the extension module, by mangled name."""
     result = subprocess.run([cuobjdump(), "-sass", xlstm_cuda._C.__file__], capture_output=True, text=True)
@@ -36,7 +38,7 @@ def kernels_sass() -> dict[str, str]:
     return dict(zip(sections[1::2], sections[2::2]))
 
 
-@pytest.fixture(scope="module")
+@functools.cache
 def kernels_resources() -> dict[str, dict[str, int]]:
     """cuobjdump -res-usage of every kernel in the extension module, by mangled name: REG, STACK,
     SHARED (static, with the 1 KB sm_90 reserves), LOCAL, ..."""
