@@ -544,6 +544,24 @@ FiberStacks& fiber_stacks() {
   return stacks;
 }
 
+// The per-launch state shared by plain and cluster launches: `blocks` blocks (1 for a plain launch)
+// of `threads` threads each run at once.
+void prepare_scheduler(Scheduler& s, const std::function<void()>& body, unsigned blocks, unsigned threads,
+                       size_t dynamic_smem_bytes) {
+  s.body = &body;
+  s.dynamic_smem_bytes = dynamic_smem_bytes;
+  s.fibers.resize(static_cast<size_t>(blocks) * threads);
+  s.warps.resize(static_cast<size_t>(blocks) * ((threads + warpSize - 1) / warpSize));
+  const unsigned tail = threads % warpSize;
+  s.existing_lanes_last_warp = tail == 0 ? 0xffffffffu : (1u << tail) - 1;
+}
+
+// Makes `s` the running launch's scheduler for the fibers' intrinsics, until the launch returns.
+struct ActiveScheduler {
+  explicit ActiveScheduler(Scheduler& s) { tls_scheduler = &s; }
+  ~ActiveScheduler() { tls_scheduler = nullptr; }
+};
+
 }  // namespace
 
 void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body,
@@ -555,17 +573,9 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::functio
   std::mt19937 rng(static_cast<uint32_t>(initial_seed() + 7919 * launches++));
 
   Scheduler s;
-  s.body = &body;
-  s.dynamic_smem_bytes = dynamic_smem_bytes;
+  prepare_scheduler(s, body, 1, threads, dynamic_smem_bytes);
   s.dynamic_smem.reset(dynamic_smem_bytes ? new unsigned char[dynamic_smem_bytes] : nullptr);
-  s.fibers.resize(threads);
-  s.warps.resize((threads + warpSize - 1) / warpSize);
-  const unsigned tail = threads % warpSize;
-  s.existing_lanes_last_warp = tail == 0 ? 0xffffffffu : (1u << tail) - 1;
-  tls_scheduler = &s;
-  struct Reset {
-    ~Reset() { tls_scheduler = nullptr; }
-  } reset;
+  const ActiveScheduler active(s);
 
   for (const dim3& block_idx : cluster_order(grid, dim3(1), rng)) {
     poison_shared_memory(s);
@@ -628,18 +638,10 @@ void launch_cluster(dim3 grid, dim3 block, dim3 cluster, size_t dynamic_smem_byt
   std::mt19937 rng(static_cast<uint32_t>(initial_seed() + 104729 * launches++));
 
   Scheduler s;
-  s.body = &body;
+  prepare_scheduler(s, body, blocks, threads, dynamic_smem_bytes);
   s.cluster_blocks = blocks;
-  s.dynamic_smem_bytes = dynamic_smem_bytes;
-  s.fibers.resize(static_cast<size_t>(blocks) * threads);
-  s.warps.resize(static_cast<size_t>(blocks) * ((threads + warpSize - 1) / warpSize));
   s.block_smem.resize(blocks);
-  const unsigned tail = threads % warpSize;
-  s.existing_lanes_last_warp = tail == 0 ? 0xffffffffu : (1u << tail) - 1;
-  tls_scheduler = &s;
-  struct Reset {
-    ~Reset() { tls_scheduler = nullptr; }
-  } reset;
+  const ActiveScheduler active(s);
 
   for (const dim3& origin : cluster_order(grid, cluster, rng)) {
     for (Warp& w : s.warps) w.arrived = 0;
