@@ -23,10 +23,9 @@ def run_reference(inputs, state, dtype, form=reference.mlstm_recurrent):
     return leaves + (st or []), (h, *new_state)
 
 
-@numerics_matrix(SHAPES, with_state=[True, False])
-def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
-    *sizes, chunk = shape
-    gen = generator("chunkwise", backend.name, dtype, shape, with_state)
+def check_against_reference(backend, gen, sizes, chunk, dtype, with_state):
+    """The op on chunkwise_inputs(gen, *sizes) against python_ref: outputs and every gradient, at the
+    spec's bounds for dtype (the float64 recurrent form, and the chunkwise form in dtype itself)."""
     inputs, state = chunkwise_inputs(gen, *sizes, dtype, with_state, backend.device)
     leaves = inputs + list(state or ())
     for t in leaves:
@@ -45,6 +44,12 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state
     assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
     assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
 
+
+@numerics_matrix(SHAPES, with_state=[True, False])
+def test_forward_and_gradients_match_reference(backend, dtype, shape, with_state):
+    *sizes, chunk = shape
+    check_against_reference(backend, generator("chunkwise", backend.name, dtype, shape, with_state), sizes, chunk,
+                            dtype, with_state)
 
 def test_agrees_with_parallel_form_without_eps():
     gen = generator("chunkwise-parallel")

@@ -12,10 +12,8 @@ import os
 import pytest
 import torch
 
-from xlstm_cuda import reference
-from conftest import CUDA_SOURCE_BACKENDS, assert_all_close, generator, randn
-from inputs import chunkwise_inputs
-from test_mlstm_chunkwise import run_reference
+from conftest import CUDA_SOURCE_BACKENDS, generator
+from test_mlstm_chunkwise import check_against_reference
 
 # (S, DHQK, DHV, chunk, with_state, dtype)
 CASES = [(1, 256, 512, 64, True, torch.bfloat16), (63, 128, 64, 64, True, torch.float16),
@@ -34,18 +32,4 @@ CHOSEN = CASES + ([c for c in LONG_CASES if c not in CASES] if os.environ.get("X
 def test_tensor_core_kernels_match_reference(backend, case):
     S, DQK, DV, chunk, with_state, dtype = case
     gen = generator("chunkwise-tensor-cores", backend.name, case)
-    inputs, state = chunkwise_inputs(gen, 1, 1, S, DQK, DV, dtype, with_state, backend.device)
-    leaves = inputs + list(state or ())
-    for t in leaves:
-        t.requires_grad_(True)
-    h, new_state = backend.ops.mlstm_chunkwise(*inputs, state, chunk_size=chunk)
-    outs = (h, *new_state)
-    upstream = [randn(gen, *o.shape, dtype=o.dtype, device=o.device) for o in outs]
-    grads = torch.autograd.grad(outs, leaves, upstream)
-    leaves64, outs64 = run_reference(inputs, state, torch.float64)
-    grads64 = torch.autograd.grad(outs64, leaves64, [u.cpu().double() for u in upstream])
-    form = lambda *a: reference.mlstm_chunkwise(*a, chunk_size=chunk)  # noqa: E731
-    leaves_same, outs_same = run_reference(inputs, state, dtype, form)
-    grads_same = torch.autograd.grad(outs_same, leaves_same, [u.cpu() for u in upstream])
-    assert_all_close(["h", "C", "n", "m"], outs, outs64, outs_same)
-    assert_all_close(["q", "k", "v", "i", "f", "C0", "n0", "m0"], grads, grads64, grads_same, grad=True)
+    check_against_reference(backend, gen, (1, 1, S, DQK, DV), chunk, dtype, with_state)
