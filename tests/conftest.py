@@ -92,6 +92,14 @@ def generator(*key) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
 
 
+def moved_by_one_ulp(t: torch.Tensor, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    """t in dtype, every value moved by one ulp of dtype up or down at random: another rounding of t
+    that is as valid as the first. The errors of a reference run on a few of these are the spread of
+    what any evaluation in dtype gets, against which ill-conditioned results are judged."""
+    ulp = torch.finfo(dtype).eps
+    return (t.double() * (1 + ulp * (torch.randint(0, 2, t.shape, generator=gen) * 2 - 1))).to(dtype)
+
+
 def randn(gen, *shape, dtype=torch.float32, device="cpu", scale=1.0, shift=0.0):
     return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale + shift).to(device=device, dtype=dtype)
 

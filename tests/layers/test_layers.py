@@ -1,9 +1,11 @@
 """The nn modules: step-by-step generation equals the sequence forward; gradients reach every
 parameter; the layer's recurrence is the op's."""
+import copy
+
 import pytest
 import torch
 
-from conftest import generator, randn
+from conftest import generator, randn, rel_err
 from xlstm_cuda.layers import CausalConvSiLU, HeadwiseLinear, mLSTMLayer, powerlaw_forget_bias, sLSTMCell, sLSTMLayer
 
 
@@ -134,30 +136,32 @@ def test_mlstm_layer_widths_and_initialisation():
 
 @pytest.mark.parametrize("make", [lambda: sLSTMLayer(32, num_heads=4), lambda: mLSTMLayer(32, num_heads=2, chunk_size=4)],
                          ids=["sLSTMLayer", "mLSTMLayer"])
-def test_layers_compile_without_graph_breaks(make, request):
+def test_layers_compile_without_graph_breaks(make):
     """torch.compile(fullgraph=True) traces a whole layer, forward and backward, through the ops'
-    fake implementations and autograd formulas, and computes what eager mode does."""
-    if make().__class__.__name__ == "mLSTMLayer":
-        # After the merge of issue #14's and #16's chunkwise changes one element of dx of 448 differs
-        # by 2.8e-5 (5e-4 relative) between compiled and eager; the graph itself compiles. Open in #14.
-        request.node.add_marker(pytest.mark.xfail(reason="mLSTMLayer dx compiled vs eager: 1 of 448 elements at 5e-4", strict=False))
+    fake implementations and autograd formulas, and computes what eager mode does: both within the
+    spec's float32 bounds of the layer run in float64. (Not element by element against each other:
+    Inductor fuses and orders the float32 arithmetic around the ops its own way, and an element of dx
+    that is small by cancellation then differs between the two by more than any fixed tolerance; one
+    of 448 did by 5e-4 relative, both evaluations 2e-6 from float64 in norm.)"""
     gen = generator("layer-compile", make().__class__.__name__)
     layer = make()
     randomise(layer, gen)
     x = randn(gen, 2, 7, 32)
     upstream = randn(gen, 2, 7, 32)
 
-    def loss(module_call):
-        x_in = x.clone().requires_grad_()
+    def loss(module_call, dtype=torch.float32):
+        x_in = x.to(dtype, copy=True).requires_grad_()
         y = module_call(x_in)
-        (y * upstream).sum().backward()
+        (y * upstream.to(dtype)).sum().backward()
         return y.detach(), x_in.grad
 
+    layer64 = copy.deepcopy(layer).double()
+    y64, dx64 = loss(lambda t: layer64(t)[0], torch.float64)
     y_eager, dx_eager = loss(lambda t: layer(t)[0])
     # Compiled afresh: Inductor's on-disk caches do not key on the ops' fake implementations, so a
     # cache written before a fake changed would replay stale stride assertions.
     with torch._inductor.config.patch(force_disable_caches=True):
         y_compiled, dx_compiled = loss(torch.compile(lambda t: layer(t)[0], fullgraph=True))
-    # Inductor fuses and orders the surrounding float32 arithmetic its own way: agreement to rounding.
-    torch.testing.assert_close(y_compiled, y_eager, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(dx_compiled, dx_eager, rtol=1e-4, atol=1e-5)
+    for mode, y, dx in (("eager", y_eager, dx_eager), ("compiled", y_compiled, dx_compiled)):
+        assert rel_err(y, y64) < 1e-5, f"{mode} y: error {rel_err(y, y64):.3g}"
+        assert rel_err(dx, dx64) < 1e-4, f"{mode} dx: error {rel_err(dx, dx64):.3g}"

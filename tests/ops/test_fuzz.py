@@ -56,7 +56,7 @@ import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from conftest import BACKENDS, assert_close, generator, rel_err
+from conftest import BACKENDS, assert_close, generator, moved_by_one_ulp, rel_err
 from contracts import CONTRACTS, Call, all_outputs
 from inputs import (chunkwise_inputs, conv_inputs, gate_inputs, headwise_inputs, slstm_inputs, state_dtype,
                     step_inputs)
@@ -375,9 +375,7 @@ def check_example(contract, backend, example, layouts, needs, gen):
         `perturbation` (a generator): every input value moved by one ulp of `dtype`, up or down."""
         leaves = {n: laid[n][0].detach().to(dtype or laid[n][0].dtype) for n in names}
         if perturbation is not None:
-            ulp = torch.finfo(dtype).eps
-            leaves = {n: (t.double() * (1 + ulp * (torch.randint(0, 2, t.shape, generator=perturbation) * 2 - 1)))
-                      .to(dtype) for n, t in leaves.items()}
+            leaves = {n: moved_by_one_ulp(t, dtype, perturbation) for n, t in leaves.items()}
         leaves = {n: t.requires_grad_(n in wanted) for n, t in leaves.items()}
         views = {n: laid[n][1](leaves[n]) for n in names}
         c = example.assemble({n: None for n in example.values} | views)
