@@ -18,21 +18,28 @@ struct HeadwiseLinearLaunchShape {
   static constexpr int kWeightGradRows = 256;  // rows a dW partial sums
 };
 
+// The time steps [first, last) of this block's tile of `tile` steps (grid y: the tiles of the sequence).
+struct HeadwiseLinearRows {
+  int64_t first, last;
+};
+__device__ __forceinline__ HeadwiseLinearRows headwise_linear_block_rows(int64_t seq, int64_t tile) {
+  const int64_t first = int64_t(blockIdx.y) * tile;
+  return {first, first + tile < seq ? first + tile : seq};
+}
+
 template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(HeadwiseLinearLaunchShape::kThreads)
     headwise_linear_fwd_kernel(HeadwiseLinearParams<scalar_t, float> p) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= p.out_width()) return;
-  const int64_t b = blockIdx.z, first = int64_t(blockIdx.y) * HeadwiseLinearLaunchShape::kRowsPerBlock;
-  const int64_t last = first + HeadwiseLinearLaunchShape::kRowsPerBlock < p.seq
-                           ? first + HeadwiseLinearLaunchShape::kRowsPerBlock
-                           : p.seq;
+  const int64_t b = blockIdx.z;
+  const HeadwiseLinearRows rows = headwise_linear_block_rows(p.seq, HeadwiseLinearLaunchShape::kRowsPerBlock);
   const int64_t I = p.in_block, width = p.head_width();
   const typename HeadwiseLinearParams<scalar_t, float>::OutColumn col = p.out_column(c);
   const float* w = p.weight + c * I;  // W[g, o, :]
   const int64_t x_offset = c / p.out_block * I;
   scalar_t* y = p.y + p.out_head_row(b, col.head) * width + col.offset;
-  for (int64_t s = first; s < last; ++s) {
+  for (int64_t s = rows.first; s < rows.last; ++s) {
     const scalar_t* xg = p.x_row(b, s) + x_offset;
     float sum = 0.f;
     for (int64_t i = 0; i < I; i += kVec) {
@@ -52,16 +59,14 @@ __global__ void __launch_bounds__(HeadwiseLinearLaunchShape::kThreads)
     headwise_linear_dx_kernel(HeadwiseLinearParams<scalar_t, float> p) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= p.in_width()) return;
-  const int64_t b = blockIdx.z, first = int64_t(blockIdx.y) * HeadwiseLinearLaunchShape::kRowsPerBlock;
-  const int64_t last = first + HeadwiseLinearLaunchShape::kRowsPerBlock < p.seq
-                           ? first + HeadwiseLinearLaunchShape::kRowsPerBlock
-                           : p.seq;
+  const int64_t b = blockIdx.z;
+  const HeadwiseLinearRows rows = headwise_linear_block_rows(p.seq, HeadwiseLinearLaunchShape::kRowsPerBlock);
   const int64_t I = p.in_block, O = p.out_block, g = c / I, i = c - g * I, width = p.head_width();
   const float* w = p.weight + g * O * I + i;  // W[g, :, i], stride I
   const typename HeadwiseLinearParams<scalar_t, float>::OutColumn col = p.out_column(g * O);
   const scalar_t* dy = p.dy + p.out_head_row(b, col.head) * width + col.offset;
   scalar_t* dx = p.dx + b * p.seq * p.in_width() + c;
-  for (int64_t s = first; s < last; ++s) {
+  for (int64_t s = rows.first; s < rows.last; ++s) {
     float sum = 0.f;
     for (int64_t o = 0; o < O; ++o) sum += w[o * I] * static_cast<float>(dy[s * width + o]);
     dx[s * p.in_width()] = static_cast<scalar_t>(sum);
@@ -76,16 +81,14 @@ __global__ void __launch_bounds__(HeadwiseLinearLaunchShape::kThreads)
   const int64_t entries = p.groups * p.out_block * p.in_block;
   const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= entries) return;
-  const int64_t b = blockIdx.z, first = int64_t(blockIdx.y) * HeadwiseLinearLaunchShape::kWeightGradRows;
-  const int64_t last = first + HeadwiseLinearLaunchShape::kWeightGradRows < p.seq
-                           ? first + HeadwiseLinearLaunchShape::kWeightGradRows
-                           : p.seq;
+  const int64_t b = blockIdx.z;
+  const HeadwiseLinearRows rows = headwise_linear_block_rows(p.seq, HeadwiseLinearLaunchShape::kWeightGradRows);
   const int64_t I = p.in_block, c = e / I, i = e - c * I, width = p.head_width();
   const int64_t x_offset = c / p.out_block * I + i;
   const typename HeadwiseLinearParams<scalar_t, float>::OutColumn col = p.out_column(c);
   const scalar_t* dy = p.dy + p.out_head_row(b, col.head) * width + col.offset;
   float sum = 0.f;
-  for (int64_t s = first; s < last; ++s)
+  for (int64_t s = rows.first; s < rows.last; ++s)
     sum += static_cast<float>(dy[s * width]) * static_cast<float>(p.x_row(b, s)[x_offset]);
   partial[(int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * entries + e] = sum;
 }
