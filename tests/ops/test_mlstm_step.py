@@ -87,3 +87,16 @@ def test_extreme_gates_stay_finite(backend, gate):
     for _ in range(3):
         h, state = backend.ops.mlstm_step(*inputs, state)
         assert torch.isfinite(h).all() and all(torch.isfinite(s).all() for s in state)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+def test_float32_forward_at_a_very_wide_head(backend):
+    """DHQK = 11 635, DHV = 1 (what the fuzz tests found): a float32 sum over DHQK in order erred
+    3.8e-5 on the CPU; the CPU kernel now sums blocks of 64 rows apart (kStepSumBlock)."""
+    for seed in range(3):
+        gen = generator("wide step", backend.name, seed)
+        inputs, state = step_inputs(gen, 1, 2, 11635, 1, torch.float32, backend.device, with_state=True)
+        h, new_state = backend.ops.mlstm_step(*inputs, state)
+        _, _, outs64 = run_reference(inputs, state, torch.float64)
+        _, _, outs32 = run_reference(inputs, state, torch.float32)
+        assert_all_close(["h", "C", "n", "m"], (h, *new_state), outs64, outs32)

@@ -16,8 +16,8 @@ Tensors4 mlstm_step_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const
     using acc_t = at::opmath_type<scalar_t>;
     const auto p = mlstm_step_fwd_params<scalar_t, acc_t>(in, eps, out);
     at::parallel_for(0, in.B * in.NH, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> num(in.DV);
-      for (int64_t r = begin; r < end; ++r) mlstm_step_fwd_row(p, r / in.NH, r % in.NH, num.data());
+      std::vector<acc_t> work(2 * in.DV);
+      for (int64_t r = begin; r < end; ++r) mlstm_step_fwd_row(p, r / in.NH, r % in.NH, work.data());
     });
   });
   return out;
