@@ -65,9 +65,14 @@ class MultiHeadNorm(nn.Module):
         self.num_heads, self.eps = num_heads, eps
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
+    def normalise_heads(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., DH), each head's features last in any layout -> the same shape, normalised per
+        head, before the scale."""
+        return F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype)
+
     def normalise(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., NH, DH) -> (..., NH * DH), each head normalised, before the scale."""
-        return F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype).flatten(-2)
+        return self.normalise_heads(h).flatten(-2)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., NH, DH) -> (..., NH * DH)."""
@@ -229,8 +234,10 @@ class mLSTMLayer(nn.Module):
             q, k, v = (t.unsqueeze(1) for t in (q, k, v))
         i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
         h, mlstm_state = self.cell(q, k, v, i, f, state.get("mlstm"))
-        # The norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
-        normed = self.norm.normalise(h.transpose(1, 2))  # (B, S, inner)
+        # Normalised head-major, where each head's rows are contiguous: no layout copy before the
+        # norm, and its backward then needs one copy less; one copy into (B, S, inner) rows. The
+        # norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
+        normed = self.norm.normalise_heads(h).transpose(1, 2).flatten(-2)  # (B, S, inner)
         y = self.down(ops.mlstm_output_gate(normed, x_conv, z, self.norm.weight, self.skip))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
 
