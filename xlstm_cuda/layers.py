@@ -68,7 +68,11 @@ class MultiHeadNorm(nn.Module):
     def normalise_heads(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., DH), each head's features last in any layout -> the same shape, normalised per
         head, before the scale."""
-        return F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype)
+        # In float32, then back to h's dtype; float32 h takes no casts (a generation step pays for
+        # every op dispatch, even one that returns its input).
+        x = h if h.dtype == torch.float32 else h.float()
+        y = F.layer_norm(x, h.shape[-1:], eps=self.eps)
+        return y if y.dtype == h.dtype else y.to(h.dtype)
 
     def normalise(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., NH, DH) -> (..., NH * DH), each head normalised, before the scale."""
