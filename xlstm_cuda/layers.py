@@ -65,9 +65,18 @@ class MultiHeadNorm(nn.Module):
         self.num_heads, self.eps = num_heads, eps
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
+    def normalise_heads(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., DH), each head's features last in any layout -> the same shape, normalised per
+        head, before the scale."""
+        # In float32, then back to h's dtype; float32 h takes no casts (a generation step pays for
+        # every op dispatch, even one that returns its input).
+        x = h if h.dtype == torch.float32 else h.float()
+        y = F.layer_norm(x, h.shape[-1:], eps=self.eps)
+        return y if y.dtype == h.dtype else y.to(h.dtype)
+
     def normalise(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., NH, DH) -> (..., NH * DH), each head normalised, before the scale."""
-        return F.layer_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype).flatten(-2)
+        return self.normalise_heads(h).flatten(-2)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., NH, DH) -> (..., NH * DH)."""
@@ -219,34 +228,39 @@ class mLSTMLayer(nn.Module):
         return torch.addmm(bias, x_conv.flatten(0, -2), from_conv.t()).add_(
             x_m.flatten(0, -2) @ composed(parts[2], self.v).t()).unflatten(0, x_conv.shape[:-1])
 
-    def _run(self, x: torch.Tensor, state: dict, cell) -> tuple[torch.Tensor, dict]:
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        state = state or {}
         x_m, z = self.up(x).chunk(2, dim=-1)
         x_conv, conv_buffer = self.conv(x_m, state.get("conv"))
         # q, k, v come head-major, (B, NH, S, DH): the layout the cell computes in.
         q, k, v = (proj(src, self.num_heads) for proj, src in ((self.q, x_conv), (self.k, x_conv), (self.v, x_m)))
         if self.num_heads == 1:  # headwise_linear returns the plain (B, S, inner) layout for one head
             q, k, v = (t.unsqueeze(1) for t in (q, k, v))
-        if x.shape[1] == 1:
-            # One token (generation): the gate map of concat(q, k, v) itself is a few small ops,
-            # composing the weights costs more. Head-major (B, NH, 1, DH) is (B, 1, inner) in memory.
-            gate_inputs = self.gates(torch.cat([t.reshape(t.shape[0], 1, -1) for t in (q, k, v)], dim=-1))
-        else:
-            gate_inputs = self._gate_inputs(x_conv, x_m)
-        i, f = gate_inputs.transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
-        h, mlstm_state = cell(q, k, v, i, f, state.get("mlstm"))
-        # The norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
-        normed = self.norm.normalise(h.transpose(1, 2))  # (B, S, inner)
+        i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
+        h, mlstm_state = self.cell(q, k, v, i, f, state.get("mlstm"))
+        # Normalised head-major, where each head's rows are contiguous: no layout copy before the
+        # norm, and its backward then needs one copy less; one copy into (B, S, inner) rows. The
+        # norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
+        normed = self.norm.normalise_heads(h).transpose(1, 2).flatten(-2)  # (B, S, inner)
         y = self.down(ops.mlstm_output_gate(normed, x_conv, z, self.norm.weight, self.skip))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
-        return self._run(x, state or {}, self.cell)
-
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
-        """One token: x_t (B, D); the fused step kernel, O(1) memory in the tokens seen."""
-        def one_step(q, k, v, i, f, cell_state):
-            h, cell_state = self.cell.step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[:, :, 0], f[:, :, 0], cell_state)
-            return h.unsqueeze(2), cell_state
-
-        y, state = self._run(x_t.unsqueeze(1), state or {}, one_step)
-        return y.squeeze(1), state
+        """One token: x_t (B, D); the fused step kernel, O(1) memory in the tokens seen. forward's
+        math at S = 1 in fewer ops, since a token's cost is mostly per-op overhead: no time
+        dimension, and q, k, v as one headwise map (the three weights side by side) whose output
+        is the concat(q, k, v) that the gates read."""
+        state = state or {}
+        x_m, z = self.up(x_t).chunk(2, dim=-1)
+        x_conv, conv_buffer = self.conv(x_m.unsqueeze(1), state.get("conv"))
+        x_conv = x_conv[:, 0]
+        projections = (self.q, self.k, self.v)
+        qkv = ops.headwise_linear(torch.cat((x_conv, x_conv, x_m), dim=-1),
+                                  torch.cat([proj.weight for proj in projections]))
+        if self.q.bias is not None:
+            qkv = qkv + torch.cat([proj.bias for proj in projections])
+        i, f = self.gates(qkv).chunk(2, dim=-1)  # (B, NH) each
+        q, k, v = qkv.view(x_t.shape[0], 3, self.num_heads, -1).unbind(1)
+        h, mlstm_state = self.cell.step(q, k, v, i, f, state.get("mlstm"))
+        y = self.down(ops.mlstm_output_gate(self.norm.normalise(h), x_conv, z, self.norm.weight, self.skip))
+        return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}

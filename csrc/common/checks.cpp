@@ -9,20 +9,27 @@ void check_rank(const at::Tensor& t, const char* op, const char* name, int64_t r
               t.defined() ? t.sizes() : at::IntArrayRef{});
 }
 
+// The expected shape as text, e.g. "[2, *, 4]": built only for an error message (an op checks
+// several tensors per call, and the string would cost more than a small op's work).
+static std::string shape_text(std::initializer_list<int64_t> sizes) {
+  std::ostringstream text;
+  text << "[";
+  int64_t d = 0;
+  for (int64_t s : sizes) text << (d++ ? ", " : "") << (s < 0 ? std::string("*") : std::to_string(s));
+  text << "]";
+  return text.str();
+}
+
 void check_tensor(const at::Tensor& t, const char* op, const char* name, std::initializer_list<int64_t> sizes,
                   at::ScalarType dtype, at::Device device, const char* like) {
   TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
-  std::ostringstream want;
-  want << "[";
   bool match = t.dim() == static_cast<int64_t>(sizes.size());
   int64_t d = 0;
   for (int64_t s : sizes) {
-    want << (d ? ", " : "") << (s < 0 ? std::string("*") : std::to_string(s));
     if (match && s >= 0 && t.size(d) != s) match = false;
     ++d;
   }
-  want << "]";
-  TORCH_CHECK(match, op, ": ", name, " must have shape ", want.str(), " (", like, "), got ", t.sizes());
+  TORCH_CHECK(match, op, ": ", name, " must have shape ", shape_text(sizes), " (", like, "), got ", t.sizes());
   TORCH_CHECK(t.numel() > 0, op, ": ", name, " is empty (shape ", t.sizes(), ")");
   TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, " (", like, "), got ",
               t.scalar_type());

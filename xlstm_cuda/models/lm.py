@@ -54,7 +54,7 @@ class xLSTMLMModel(PretrainedMixin, nn.Module):
         if idx.numel() == 0:
             raise ValueError(f"idx must be {shape} with B >= 1 and S >= 1, got shape {tuple(idx.shape)}")
         if not torch.compiler.is_compiling():  # a data-dependent check: eager mode only
-            low, high = idx.min().item(), idx.max().item()
+            low, high = (bound.item() for bound in torch.aminmax(idx))  # one pass: this runs every step
             if low < 0 or high >= self.config.vocab_size:
                 raise ValueError(f"idx holds token ids in [{low}, {high}], outside the vocabulary "
                                  f"[0, {self.config.vocab_size - 1}]")

@@ -21,5 +21,7 @@ def mlstm_output_gate(op, h: torch.Tensor, x_conv: torch.Tensor, z: torch.Tensor
     if h.dim() < 1 or x_conv.shape != h.shape or z.shape != h.shape:
         raise RuntimeError(f"mlstm_output_gate: h, x_conv and z must have one shape [..., D], got "
                            f"{list(h.shape)}, {list(x_conv.shape)}, {list(z.shape)}")
+    if h.dim() == 2:  # already rows (a generation step): four reshapes fewer
+        return op(h, x_conv, z, norm_weight, skip)
     rows = [t.reshape(-1, t.shape[-1]) for t in (h, x_conv, z)]
     return op(*rows, norm_weight, skip).reshape(h.shape)
