@@ -10,8 +10,21 @@ from torch import nn
 from . import ops
 
 
-__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "mLSTMCell", "mLSTMLayer", "powerlaw_forget_bias",
-           "sLSTMCell", "sLSTMLayer"]
+__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "check_input", "mLSTMCell", "mLSTMLayer",
+           "powerlaw_forget_bias", "sLSTMCell", "sLSTMLayer"]
+
+
+def check_input(owner: str, x, dims: int, embedding_dim: int) -> None:
+    """A clear error for a module's input that is not a floating-point (B, S, D) sequence (dims 3)
+    or (B, D) token (dims 2) with D = embedding_dim and no empty dimension; owner names the module."""
+    shape = "(B, S, D)" if dims == 3 else "(B, D)"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: x must be a tensor {shape}, got {type(x).__name__}")
+    if x.dim() != dims or x.shape[-1] != embedding_dim or x.numel() == 0:
+        raise ValueError(f"{owner}: x must be {shape} with D = {embedding_dim} and no empty dimension, "
+                         f"got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{owner}: x must be a floating-point tensor, got {x.dtype}")
 
 
 class CausalConvSiLU(nn.Module):
@@ -136,6 +149,7 @@ class sLSTMLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        check_input("sLSTMLayer", x, 3, self.embedding_dim)
         state = state or {}
         if self.conv is not None:
             x_conv, conv_buffer = self.conv(x, state.get("conv"))
@@ -157,6 +171,7 @@ class sLSTMLayer(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         """One token: x_t (B, D)."""
+        check_input("sLSTMLayer", x_t, 2, self.embedding_dim)
         y, state = self.forward(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
 
@@ -229,6 +244,7 @@ class mLSTMLayer(nn.Module):
             x_m.flatten(0, -2) @ composed(parts[2], self.v).t()).unflatten(0, x_conv.shape[:-1])
 
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        check_input("mLSTMLayer", x, 3, self.embedding_dim)
         state = state or {}
         x_m, z = self.up(x).chunk(2, dim=-1)
         x_conv, conv_buffer = self.conv(x_m, state.get("conv"))
@@ -250,6 +266,7 @@ class mLSTMLayer(nn.Module):
         math at S = 1 in fewer ops, since a token's cost is mostly per-op overhead: no time
         dimension, and q, k, v as one headwise map (the three weights side by side) whose output
         is the concat(q, k, v) that the gates read."""
+        check_input("mLSTMLayer", x_t, 2, self.embedding_dim)
         state = state or {}
         x_m, z = self.up(x_t).chunk(2, dim=-1)
         x_conv, conv_buffer = self.conv(x_m.unsqueeze(1), state.get("conv"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..layers import check_input
 from .state import BlockState
 
 
@@ -60,10 +61,7 @@ class ResidualBlock(nn.Module):
         return x
 
     def _check_input(self, x: torch.Tensor, dims: int) -> None:
-        if x.dim() != dims or x.shape[-1] != self.embedding_dim:
-            shape = "(B, S, D)" if dims == 3 else "(B, D)"
-            raise ValueError(f"block {self.block_idx}: x must be {shape} with D = {self.embedding_dim}, "
-                             f"got shape {tuple(x.shape)}")
+        check_input(f"block {self.block_idx}", x, dims, self.embedding_dim)
 
     def forward(self, x: torch.Tensor, state: BlockState | None = None, return_state: bool = False):
         """x (B, S, D) -> y (B, S, D); with return_state, (y, BlockState)."""
