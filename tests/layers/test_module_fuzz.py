@@ -1,11 +1,15 @@
-"""Property-based tests of the modules (hypothesis), on the CPU kernels: the layers, a block stack
-and a language model of drawn sizes, with random parameters.
+"""Property-based tests of the modules (hypothesis), on the CPU kernels: the layers, the language
+model (a block stack of both kinds) and xLSTMLarge (the 7B architecture) of drawn sizes and
+configurations, with random parameters.
 
 The properties every example must keep:
 - forward maps (B, S, D) to (B, S, D), finite, for any S >= 1 (S = 1, S past the chunk, ragged);
 - step token by token equals forward over the sequence (outputs and the final state);
 - forward over a sequence split in two, the first part's state handed to the second, equals one
   forward over the whole;
+- xLSTMLarge: prompts of drawn lengths left-padded into one batch with attention_mask give, row by
+  row, the logits and the state of each prompt alone (its prefill chunked by a drawn
+  max_inference_chunksize);
 - a bad input (wrong rank, wrong feature size, an empty dimension, an integer tensor, not a tensor)
   raises a ValueError or TypeError whose message names the module and x, before any kernel runs.
 
@@ -24,11 +28,11 @@ from hypothesis import strategies as st
 
 from conftest import generator, rel_err
 from test_layers import randomise
-from xlstm_cuda import mLSTMLayer, sLSTMLayer
+from xlstm_cuda import mLSTMLayer, sLSTMLayer, xLSTMLarge, xLSTMLargeConfig
 from xlstm_cuda.models import xLSTMLMModel, xLSTMLMModelConfig
 
 # step vs chunkwise forward: float32 sums in other orders (the chunkwise form's tiles); sLSTM: one form.
-TOLERANCE = {"sLSTMLayer": 1e-5, "mLSTMLayer": 1e-4, "xLSTMLMModel": 1e-4}
+TOLERANCE = {"sLSTMLayer": 1e-5, "mLSTMLayer": 1e-4, "xLSTMLMModel": 1e-4, "xLSTMLarge": 1e-4}
 
 
 @st.composite
@@ -61,26 +65,51 @@ def lm_models(draw):
     return xLSTMLMModel(config)
 
 
-MODULES = {"sLSTMLayer": slstm_layers(), "mLSTMLayer": mlstm_layers(), "xLSTMLMModel": lm_models()}
+@st.composite
+def large_models(draw):
+    NH = draw(st.sampled_from([1, 2, 4]))
+    E = NH * draw(st.sampled_from([2, 4, 6]))
+    config = xLSTMLargeConfig(
+        embedding_dim=E, num_heads=NH, num_blocks=draw(st.integers(1, 2)), vocab_size=draw(st.integers(2, 40)),
+        use_bias=draw(st.booleans()), add_out_norm=draw(st.booleans()), chunk_size=draw(st.sampled_from([1, 3, 8, 16])),
+        gate_soft_cap=draw(st.sampled_from([None, 15.0])), output_logit_soft_cap=draw(st.sampled_from([None, 30.0])),
+        weight_mode=draw(st.sampled_from(["single", "fused"])),
+        max_inference_chunksize=draw(st.sampled_from([1, 2, 5, 16384])))
+    return xLSTMLarge(config)
+
+
+MODULES = {"sLSTMLayer": slstm_layers(), "mLSTMLayer": mlstm_layers(), "xLSTMLMModel": lm_models(),
+           "xLSTMLarge": large_models()}
+TOKEN_MODELS = (xLSTMLMModel, xLSTMLarge)
 
 
 def run_forward(module, x, state=None):
-    """(y, state) of forward, for the layers' and the LM's signatures alike."""
+    """(y, state) of forward, for the layers', the LM's and xLSTMLarge's signatures alike."""
     if isinstance(module, xLSTMLMModel):
         return module(x, state, return_state=True)
     return module(x, state)
 
 
+def run_step(module, x_t, state):
+    """One token: step where the module has it; xLSTMLarge's forward on a single token otherwise."""
+    if isinstance(module, xLSTMLarge):
+        y, state = module(x_t[:, None], state)
+        return y[:, 0], state
+    return module.step(x_t, state)
+
+
 def cell_states(module, state):
-    """The recurrent state as a flat list of tensors (the LM's and the layers' alike)."""
+    """The recurrent state as a flat list of tensors."""
     if isinstance(module, xLSTMLMModel):
         blocks = [state.blocks[i] for i in sorted(state.blocks)]
         return [t for block in blocks for t in ((block.conv,) if block.conv is not None else ()) + tuple(block.cell)]
+    if isinstance(module, xLSTMLarge):
+        return [t for cell in state.cells for t in cell]
     return torch.utils._pytree.tree_leaves(state)
 
 
 def make_input(module, gen, B, S):
-    if isinstance(module, xLSTMLMModel):
+    if isinstance(module, TOKEN_MODELS):
         return torch.randint(0, module.config.vocab_size, (B, S), generator=gen)
     return torch.randn(B, S, module.embedding_dim, generator=gen)
 
@@ -97,12 +126,12 @@ def test_module_properties(name):
         x = make_input(module, gen, B, S)
         with torch.no_grad():
             y, state = run_forward(module, x)
-            width = module.config.vocab_size if isinstance(module, xLSTMLMModel) else module.embedding_dim
+            width = module.config.vocab_size if isinstance(module, TOKEN_MODELS) else module.embedding_dim
             assert y.shape == (B, S, width) and torch.isfinite(y).all(), f"forward: shape {tuple(y.shape)}"
 
             steps, step_state = [], None
             for t in range(S):
-                y_t, step_state = module.step(x[:, t], step_state)
+                y_t, step_state = run_step(module, x[:, t], step_state)
                 steps.append(y_t.reshape(B, width))
             tol = TOLERANCE[name]
             assert rel_err(torch.stack(steps, 1), y) < tol, f"step vs forward: {rel_err(torch.stack(steps, 1), y):.3g}"
@@ -119,9 +148,33 @@ def test_module_properties(name):
     check()
 
 
+def test_left_padded_prompts_equal_each_prompt_alone():
+    @given(module=large_models(), lengths=st.lists(st.integers(1, 9), min_size=2, max_size=3), seed=st.integers(0, 2**16))
+    def check(module, lengths, seed):
+        gen = generator("module fuzz padding", seed)
+        randomise(module, gen)
+        module.eval()
+        S = max(lengths)
+        prompts = [torch.randint(0, module.config.vocab_size, (1, n), generator=gen) for n in lengths]
+        batch = torch.zeros(len(lengths), S, dtype=torch.long)
+        mask = torch.zeros(len(lengths), S, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            batch[row, S - prompt.shape[1]:], mask[row, S - prompt.shape[1]:] = prompt[0], 1
+        with torch.no_grad():
+            logits, state = module(batch, attention_mask=mask)
+            for row, prompt in enumerate(prompts):
+                alone, alone_state = module(prompt)
+                n = prompt.shape[1]
+                assert rel_err(logits[row, S - n:], alone[0]) < 1e-5, f"row {row} (length {n}) logits"
+                for a, b in zip(cell_states(module, state), cell_states(module, alone_state)):
+                    assert rel_err(a[row], b[0]) < 1e-5, f"row {row} (length {n}) state"
+
+    check()
+
+
 def bad_inputs(module, gen):
     """(what is wrong, x) pairs for forward and for step."""
-    if isinstance(module, xLSTMLMModel):
+    if isinstance(module, TOKEN_MODELS):
         return []  # token ids: tests/models checks their errors
     E = module.embedding_dim
     x = torch.randn(2, 3, E, generator=gen)
