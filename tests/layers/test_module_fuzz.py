@@ -9,16 +9,22 @@ The properties every example must keep:
   forward over the whole;
 - xLSTMLarge: prompts of drawn lengths left-padded into one batch with attention_mask give, row by
   row, the logits and the state of each prompt alone (its prefill chunked by a drawn
-  max_inference_chunksize);
+  max_inference_chunksize), both judged against the prompt alone in float64;
 - a bad input (wrong rank, wrong feature size, an empty dimension, an integer tensor, not a tensor)
   raises a ValueError or TypeError whose message names the module and x, before any kernel runs.
 
 Profiles as the op fuzz tests' (tests/conftest.py): 25 examples per module in CI, 900 with
-`--nightly`. The modules' own tests (test_layers.py, tests/models) hold the comparisons against the
+`--nightly`. The nightly run at 1a0148f (seed 20261201, 28 minutes at nice 5 beside other jobs)
+found one thing, in the test: it required the padded row to equal the prompt alone within 1e-5,
+and at E = 12, vocabulary 2, chunk 1, prefill slices of 2, lengths [5, 2] the shorter row's small
+logits (~0.03) differed by 1.2e-5, each 1.4e-5 and 1.9e-5 from float64 (at lengths [5, 1]: 1.2e-5
+and 2.7e-5): float32 roundings of an ill-conditioned output, not the padding. The padded row is now
+judged against float64, within 1e-4 or 4x the prompt alone's float32 error. The modules' own tests (test_layers.py, tests/models) hold the comparisons against the
 reference package.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -122,7 +128,7 @@ def test_module_properties(name):
         gen = generator("module fuzz", name, seed)
         randomise(module, gen)
         module.eval()
-        note(f"{module!r}"[:400])
+        note(f"{getattr(module, 'config', module)!r}"[:600])
         x = make_input(module, gen, B, S)
         with torch.no_grad():
             y, state = run_forward(module, x)
@@ -152,6 +158,7 @@ def test_left_padded_prompts_equal_each_prompt_alone():
     @given(module=large_models(), lengths=st.lists(st.integers(1, 9), min_size=2, max_size=3), seed=st.integers(0, 2**16))
     def check(module, lengths, seed):
         gen = generator("module fuzz padding", seed)
+        note(f"{module.config}")
         randomise(module, gen)
         module.eval()
         S = max(lengths)
@@ -160,14 +167,24 @@ def test_left_padded_prompts_equal_each_prompt_alone():
         mask = torch.zeros(len(lengths), S, dtype=torch.long)
         for row, prompt in enumerate(prompts):
             batch[row, S - prompt.shape[1]:], mask[row, S - prompt.shape[1]:] = prompt[0], 1
+        module64 = copy.deepcopy(module).double()
         with torch.no_grad():
             logits, state = module(batch, attention_mask=mask)
             for row, prompt in enumerate(prompts):
                 alone, alone_state = module(prompt)
+                alone64, alone_state64 = module64(prompt)
                 n = prompt.shape[1]
-                assert rel_err(logits[row, S - n:], alone[0]) < 1e-5, f"row {row} (length {n}) logits"
-                for a, b in zip(cell_states(module, state), cell_states(module, alone_state)):
-                    assert rel_err(a[row], b[0]) < 1e-5, f"row {row} (length {n}) state"
+                # Against the prompt alone in float64, within 1e-4 or 4x the float32 prompt alone's error
+                # (verify()'s factor in the op fuzz tests: one float32 rounding is one sample of an error
+                # that varies several times between roundings). Padding shifts the prompt's slices of the
+                # chunked prefill, so the float32 sums differ; a leak of the padding would be O(1).
+                pairs = [("logits", logits[row, S - n:], alone[0], alone64[0])] + [
+                    ("state", a[row], b[0], c[0]) for a, b, c in zip(cell_states(module, state),
+                                                                     cell_states(module, alone_state),
+                                                                     cell_states(module, alone_state64))]
+                for what, got, same, truth in pairs:
+                    err, err_alone = rel_err(got, truth), rel_err(same, truth)
+                    assert err < max(1e-4, 4 * err_alone), f"row {row} (length {n}) {what}: {err:.3g}, alone {err_alone:.3g}"
 
     check()
 
