@@ -45,7 +45,13 @@ Nightly record (2 cores shared with six other sessions, niced; a session could n
 - at 5ca04cd: mlstm_output_gate, CPU and emulation, 1 800 examples, passed; mlstm_step, CPU and
   emulation (seed 7 rerun too): the two float64 / wide-DQHK findings above, fixed in this file;
   then mlstm_step at the ci profile, passed. slstm on the CPU stopped unfinished after 12 minutes.
-- Not yet run at nightly size: mlstm_chunkwise (either backend), slstm, mlstm_step after the fixes.
+- at 91c4caa (seed 20261201, `--nightly -k slstm` and `-k mlstm_chunkwise` side by side at nice 5,
+  beside a build, the test suite and a local CI run): slstm, CPU and emulation, 1 800 examples in
+  15.5 minutes (331 s and 597 s), passed; mlstm_chunkwise on the CPU, 900 examples within 29
+  minutes, passed; mlstm_chunkwise on the emulation stopped unfinished, with no failure, after about
+  90 minutes (about 45 of them on a core): its 900 examples take longer here than the session had.
+- at 5816c83 (the blocked DHQK sums; seed 20261201, CPU kernels and emulation under ASan + UBSan):
+  mlstm_step, CPU and emulation, 1 800 examples in 59 s, passed.
 """
 import math
 import re
