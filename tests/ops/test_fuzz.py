@@ -140,10 +140,15 @@ class Example:
 DTYPES = st.sampled_from([torch.float32, torch.bfloat16, torch.float16, torch.float64])
 
 
-def float64_rejection(backend, dtype, leading):
-    if backend.name == EMULATION and dtype == torch.float64:
+def cuda_rejection(backend, dtype, leading, beyond_limit=None):
+    """Why the emulated CUDA kernels refuse the example (None on the CPU kernels, or where they take
+    it): float64 inputs (`leading` names the op's first input), else `beyond_limit`, the message of
+    a CUDA-only limit the example exceeds (None where it does not)."""
+    if backend.name != EMULATION:
+        return None
+    if dtype == torch.float64:
         return f"{leading} must be float32, bfloat16 or float16"
-    return None
+    return beyond_limit
 
 
 def weight_dtype(draw, dtype):
@@ -195,7 +200,7 @@ def mlstm_step_examples(draw, backend, gen):
     eps = draw(EPS)
     values = mlstm_values(inputs, state)
     assemble = mlstm_assemble(with_eps({}, eps))
-    return Example("mlstm_step", values, assemble, float64_rejection(backend, dtype, "q"))
+    return Example("mlstm_step", values, assemble, cuda_rejection(backend, dtype, "q"))
 
 
 @st.composite
@@ -233,10 +238,9 @@ def mlstm_chunkwise_examples(draw, backend, gen):
     eps = draw(EPS)
     values = mlstm_values(inputs, state)
     assemble = mlstm_assemble(with_eps({"chunk_size": chunk}, eps))
-    rejection = float64_rejection(backend, dtype, "q")
-    if rejection is None and backend.name == EMULATION and L > CUDA_MAX_CHUNK:
-        rejection = f"chunk_size {chunk} exceeds the CUDA kernels' largest chunk, {CUDA_MAX_CHUNK}"
-    return Example("mlstm_chunkwise", values, assemble, rejection)
+    too_long = f"chunk_size {chunk} exceeds the CUDA kernels' largest chunk, {CUDA_MAX_CHUNK}"
+    return Example("mlstm_chunkwise", values, assemble,
+                   cuda_rejection(backend, dtype, "q", too_long if L > CUDA_MAX_CHUNK else None))
 
 
 @st.composite
@@ -268,7 +272,7 @@ def slstm_examples(draw, backend, gen):
         state = (t["h0"], t["c0"], t["n0"], t["m0"]) if t["h0"] is not None else None
         return Call((t["x_gates"], t["R"], t["b"], state))
 
-    return Example("slstm", values, assemble, float64_rejection(backend, dtype, "x_gates"))
+    return Example("slstm", values, assemble, cuda_rejection(backend, dtype, "x_gates"))
 
 
 @st.composite
@@ -285,10 +289,9 @@ def causal_conv1d_silu_examples(draw, backend, gen):
     def assemble(t):
         return Call((t["x"], t["weight"], t["bias"], t["initial"]))
 
-    rejection = float64_rejection(backend, dtype, "x")
-    if rejection is None and backend.name == EMULATION and K > CUDA_MAX_CONV_WIDTH:
-        rejection = f"the CUDA kernels take kernel sizes up to {CUDA_MAX_CONV_WIDTH}"
-    return Example("causal_conv1d_silu", values, assemble, rejection)
+    too_wide = f"the CUDA kernels take kernel sizes up to {CUDA_MAX_CONV_WIDTH}"
+    return Example("causal_conv1d_silu", values, assemble,
+                   cuda_rejection(backend, dtype, "x", too_wide if K > CUDA_MAX_CONV_WIDTH else None))
 
 
 @st.composite
@@ -307,7 +310,7 @@ def headwise_linear_examples(draw, backend, gen):
     def assemble(t):
         return Call((t["x"], t["weight"]) + ((heads,) if heads > 1 else ()))
 
-    return Example("headwise_linear", {"x": x, "weight": weight}, assemble, float64_rejection(backend, dtype, "x"))
+    return Example("headwise_linear", {"x": x, "weight": weight}, assemble, cuda_rejection(backend, dtype, "x"))
 
 
 @st.composite
@@ -321,7 +324,7 @@ def mlstm_output_gate_examples(draw, backend, gen):
         return Call(tuple(t[n] for n in ("h", "x_conv", "z", "norm_weight", "skip")))
 
     values = {"h": h, "x_conv": x_conv, "z": z, "norm_weight": w, "skip": s}
-    return Example("mlstm_output_gate", values, assemble, float64_rejection(backend, dtype, "h"))
+    return Example("mlstm_output_gate", values, assemble, cuda_rejection(backend, dtype, "h"))
 
 
 def mostly(common, rare):
