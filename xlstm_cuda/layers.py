@@ -150,7 +150,10 @@ class sLSTMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         check_input("sLSTMLayer", x, 3, self.embedding_dim)
-        state = state or {}
+        return self._sequence(x, state or {})
+
+    def _sequence(self, x: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """forward on a checked x: step's token is a sequence of one."""
         if self.conv is not None:
             x_conv, conv_buffer = self.conv(x, state.get("conv"))
         else:
@@ -172,7 +175,7 @@ class sLSTMLayer(nn.Module):
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         """One token: x_t (B, D)."""
         check_input("sLSTMLayer", x_t, 2, self.embedding_dim)
-        y, state = self.forward(x_t.unsqueeze(1), state)
+        y, state = self._sequence(x_t.unsqueeze(1), state or {})
         return y.squeeze(1), state
 
 

@@ -33,11 +33,12 @@ PROBE = Path(__file__).with_name("memory_probe.py")
 def probe():
     """memory_probe.py's figures from a process of its own: without the sanitizer runtime, or, where
     the CPU kernels are built with it, under it with freed memory returned at once (see there)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
-    env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     if links_asan("xlstm_cuda._C"):
-        env["LD_PRELOAD"] = os.environ.get("LD_PRELOAD", "")
         env["ASAN_OPTIONS"] = "detect_leaks=0:quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
+    else:
+        env.pop("LD_PRELOAD", None)
+        env.pop("ASAN_OPTIONS", None)
     done = subprocess.run([sys.executable, str(PROBE)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
