@@ -32,8 +32,10 @@ def headwise_linear(x, weight):
     return torch.einsum("...gi,goi->...go", blocks, weight).flatten(-2)
 
 
-def mlstm_output_gate(h, x_conv, z, norm_weight, skip):
-    """The mLSTM layer's output stage: h, the head-normalised cell output, scaled by the norm's
-    weight, plus the learnable skip of the conv branch x_conv, gated by SiLU of the other branch z.
-    h, x_conv, z: (..., D); norm_weight, skip: (D,). Returns (..., D)."""
-    return (h * norm_weight + skip * x_conv) * F.silu(z)
+def mlstm_output_gate(h, x_conv, z, norm_weight, skip, eps=1e-5):
+    """The mLSTM layer's output stage: h, the cell output (..., NH, DH), normalised per head (a
+    layer norm over each head's DH features, biased variance, no affine of its own) and flattened,
+    scaled by the norm's weight, plus the learnable skip of the conv branch x_conv, gated by SiLU of
+    the other branch z. x_conv, z: (..., NH * DH); norm_weight, skip: (NH * DH,). Returns (..., NH * DH)."""
+    normed = F.layer_norm(h, h.shape[-1:], eps=eps).flatten(-2)
+    return (normed * norm_weight + skip * x_conv) * F.silu(z)

@@ -78,22 +78,13 @@ class MultiHeadNorm(nn.Module):
         self.num_heads, self.eps = num_heads, eps
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
-    def normalise_heads(self, h: torch.Tensor) -> torch.Tensor:
-        """h (..., DH), each head's features last in any layout -> the same shape, normalised per
-        head, before the scale."""
-        # In float32, then back to h's dtype; float32 h takes no casts (a generation step pays for
-        # every op dispatch, even one that returns its input).
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., NH, DH) -> (..., NH * DH): each head's features normalised (in float32, then back
+        to h's dtype), then scaled. The mLSTM layer applies it inside ops.mlstm_output_gate."""
+        # float32 h takes no casts: a generation step pays for every op dispatch, even a no-op's.
         x = h if h.dtype == torch.float32 else h.float()
         y = F.layer_norm(x, h.shape[-1:], eps=self.eps)
-        return y if y.dtype == h.dtype else y.to(h.dtype)
-
-    def normalise(self, h: torch.Tensor) -> torch.Tensor:
-        """h (..., NH, DH) -> (..., NH * DH), each head normalised, before the scale."""
-        return self.normalise_heads(h).flatten(-2)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h (..., NH, DH) -> (..., NH * DH)."""
-        return self.normalise(h) * self.weight
+        return (y if y.dtype == h.dtype else y.to(h.dtype)).flatten(-2) * self.weight
 
 
 def powerlaw_forget_bias(num_heads: int, head_dim: int, block_idx: int = 0, num_blocks: int = 1) -> torch.Tensor:
@@ -249,7 +240,11 @@ class mLSTMLayer(nn.Module):
     def forward(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         check_input("mLSTMLayer", x, 3, self.embedding_dim)
         state = state or {}
-        x_m, z = self.up(x).chunk(2, dim=-1)
+        # The up-projection's halves as two maps: the backward of one map's split would copy both
+        # halves' gradients into one tensor; apart, only x's two gradients are added.
+        up_m, up_z = self.up.weight.chunk(2)
+        bias_m, bias_z = self.up.bias.chunk(2) if self.up.bias is not None else (None, None)
+        x_m, z = F.linear(x, up_m, bias_m), F.linear(x, up_z, bias_z)
         x_conv, conv_buffer = self.conv(x_m, state.get("conv"))
         # q, k, v come head-major, (B, NH, S, DH): the layout the cell computes in.
         q, k, v = (proj(src, self.num_heads) for proj, src in ((self.q, x_conv), (self.k, x_conv), (self.v, x_m)))
@@ -257,11 +252,10 @@ class mLSTMLayer(nn.Module):
             q, k, v = (t.unsqueeze(1) for t in (q, k, v))
         i, f = self._gate_inputs(x_conv, x_m).transpose(1, 2).chunk(2, dim=1)  # (B, NH, S) each
         h, mlstm_state = self.cell(q, k, v, i, f, state.get("mlstm"))
-        # Normalised head-major, where each head's rows are contiguous: no layout copy before the
-        # norm, and its backward then needs one copy less; one copy into (B, S, inner) rows. The
-        # norm's scale, the skip and the SiLU(z) gate in one pass (ops.mlstm_output_gate).
-        normed = self.norm.normalise_heads(h).transpose(1, 2).flatten(-2)  # (B, S, inner)
-        y = self.down(ops.mlstm_output_gate(normed, x_conv, z, self.norm.weight, self.skip))
+        # The multi-head norm, its scale, the skip and the SiLU(z) gate in one pass that reads h
+        # head-major where the cell wrote it and writes (B, S, inner) rows (ops.mlstm_output_gate).
+        gated = ops.mlstm_output_gate(h.transpose(1, 2), x_conv, z, self.norm.weight, self.skip, self.norm.eps)
+        y = self.down(gated)
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
 
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
@@ -282,5 +276,5 @@ class mLSTMLayer(nn.Module):
         i, f = self.gates(qkv).chunk(2, dim=-1)  # (B, NH) each
         q, k, v = qkv.view(x_t.shape[0], 3, self.num_heads, -1).unbind(1)
         h, mlstm_state = self.cell.step(q, k, v, i, f, state.get("mlstm"))
-        y = self.down(ops.mlstm_output_gate(self.norm.normalise(h), x_conv, z, self.norm.weight, self.skip))
+        y = self.down(ops.mlstm_output_gate(h, x_conv, z, self.norm.weight, self.skip, self.norm.eps))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}

@@ -33,6 +33,8 @@ XLSTM_HOST_DEVICE float tanh_(float x) { return tanhf(x); }
 XLSTM_HOST_DEVICE double tanh_(double x) { return tanh(x); }
 XLSTM_HOST_DEVICE float abs_(float x) { return fabsf(x); }
 XLSTM_HOST_DEVICE double abs_(double x) { return fabs(x); }
+XLSTM_HOST_DEVICE float sqrt_(float x) { return sqrtf(x); }
+XLSTM_HOST_DEVICE double sqrt_(double x) { return sqrt(x); }
 
 template <typename T>
 XLSTM_HOST_DEVICE T max_(T a, T b) { return a < b ? b : a; }

@@ -284,7 +284,7 @@ def headwise_linear_reference(x, weight, heads=1):
 # mlstm_output_gate ------------------------------------------------------------------------------
 
 def make_mlstm_output_gate(gen, device, dtype, weight_dtype=None, variant="plain"):
-    h, x_conv, z, w, s = gate_inputs(gen, (2, 3), 10, dtype, device, weight_dtype)
+    h, x_conv, z, w, s = gate_inputs(gen, 2, 3, 2, 5, dtype, device, weight_dtype)
     if variant == "strided":
         # The layer's z is one half of its up-projection: rows with a stride of twice the width.
         z = randn(gen, 2, 3, 20, dtype=dtype, device=device)[..., 10:]
@@ -292,15 +292,18 @@ def make_mlstm_output_gate(gen, device, dtype, weight_dtype=None, variant="plain
 
 
 def mlstm_output_gate_bad_calls(device):
-    h, w = torch.randn(4, 6, device=device), torch.randn(6, device=device)
-    empty = torch.randn(0, 6, device=device)
+    h, rows, w = torch.randn(4, 3, 2, 3, device=device), torch.randn(4, 3, 6, device=device), torch.randn(6, device=device)
+    empty_h, empty_rows = torch.randn(0, 3, 2, 3, device=device), torch.randn(0, 3, 6, device=device)
     return [
-        BadCall("shapes differ", Call((h, torch.randn(4, 7, device=device), h, w, w)), "must have one shape"),
-        BadCall("weight size", Call((h, h, h, torch.randn(7, device=device), w)), "norm_weight must have shape"),
-        BadCall("skip dtype", Call((h, h, h, w, w.double())), "skip must be"),
-        BadCall("int dtype", Call((h.int(), h.int(), h.int(), w, w)), "h must be float32"),
-        BadCall("z dtype", Call((h, h, h.double(), w, w)), "z must be"),
-        BadCall("empty", Call((empty, empty, empty, w, w)), "h is empty"),
+        BadCall("h rank", Call((rows[0], rows, rows, w, w)), "h must have shape .B, S, NH, DH."),
+        BadCall("x_conv width", Call((h, torch.randn(4, 3, 7, device=device), rows, w, w)), "x_conv must have shape"),
+        BadCall("z length", Call((h, rows, torch.randn(4, 2, 6, device=device), w, w)), "z must have shape"),
+        BadCall("weight size", Call((h, rows, rows, torch.randn(7, device=device), w)), "norm_weight must have shape"),
+        BadCall("skip dtype", Call((h, rows, rows, w, w.double())), "skip must be"),
+        BadCall("int dtype", Call((h.int(), rows.int(), rows.int(), w, w)), "h must be float32"),
+        BadCall("z dtype", Call((h, rows, rows.double(), w, w)), "z must be"),
+        BadCall("eps", Call((h, rows, rows, w, w), {"eps": 0.0}), "eps must be positive"),
+        BadCall("empty", Call((empty_h, empty_rows, empty_rows, w, w)), "h is empty"),
     ]
 
 

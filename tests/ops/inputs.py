@@ -65,8 +65,14 @@ def headwise_inputs(gen, lead, G, O, I, dtype, device, weight_dtype=None):
     return x, weight
 
 
-def gate_inputs(gen, lead, D, dtype, device, weight_dtype=None):
-    """mlstm_output_gate's h, x_conv, z, norm_weight, skip."""
-    h, x_conv, z = (randn(gen, *lead, D, scale=2.0, dtype=dtype, device=device) for _ in range(3))
+def gate_inputs(gen, B, S, NH, DH, dtype, device, weight_dtype=None, head_major=True):
+    """mlstm_output_gate's h (B, S, NH, DH), x_conv, z (B, S, NH DH), norm_weight, skip; h is the
+    transposed view of head-major (B, NH, S, DH) storage, as the layer passes the cell's output,
+    unless head_major is False."""
+    D = NH * DH
+    h = randn(gen, B, NH, S, DH, scale=2.0, shift=0.5, dtype=dtype, device=device).transpose(1, 2)
+    if not head_major:
+        h = h.contiguous()
+    x_conv, z = (randn(gen, B, S, D, scale=2.0, dtype=dtype, device=device) for _ in range(2))
     w, s = (randn(gen, D, shift=1.0, dtype=weight_dtype or dtype, device=device) for _ in range(2))
     return h, x_conv, z, w, s

@@ -316,9 +316,10 @@ def headwise_linear_examples(draw, backend, gen):
 @st.composite
 def mlstm_output_gate_examples(draw, backend, gen):
     dtype = draw(DTYPES)
-    D = draw(st.one_of(small(40), st.sampled_from([63, 64, 65, 127, 128, 129, 513])))
-    lead = tuple(draw(st.lists(small(5), min_size=1, max_size=3)))
-    h, x_conv, z, w, s = gate_inputs(gen, lead, D, dtype, "cpu", weight_dtype(draw, dtype))
+    DH = draw(st.one_of(small(40), st.sampled_from([63, 64, 65, 127, 128, 129, 513])))
+    B, S, NH = draw(small(4)), draw(small(9)), draw(small(4))
+    h, x_conv, z, w, s = gate_inputs(gen, B, S, NH, DH, dtype, "cpu", weight_dtype(draw, dtype),
+                                     head_major=draw(st.booleans()))
 
     def assemble(t):
         return Call(tuple(t[n] for n in ("h", "x_conv", "z", "norm_weight", "skip")))

@@ -54,7 +54,7 @@ def headwise_case(gen, B):  # 4 x 4 blocks, 16 features: the CPU kernel's vector
 
 
 def gate_case(gen, B):
-    return [randn(gen, B, 5, 12, scale=2.0), randn(gen, B, 5, 12), randn(gen, B, 5, 12), randn(gen, 12, shift=1.0),
+    return [randn(gen, B, 5, 3, 4, scale=2.0), randn(gen, B, 5, 12), randn(gen, B, 5, 12), randn(gen, 12, shift=1.0),
             randn(gen, 12)], [0, 0, 0, None, None]
 
 

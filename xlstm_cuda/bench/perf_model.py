@@ -74,8 +74,8 @@ RESOURCES = {
     "headwise_linear_fwd": Resources(39),
     "headwise_linear_dx": Resources(32),
     "headwise_linear_dw": Resources(32),
-    "mlstm_output_gate_fwd": Resources(23),
-    "mlstm_output_gate_bwd": Resources(36),
+    "mlstm_output_gate_fwd": Resources(40),
+    "mlstm_output_gate_bwd": Resources(48),
     "slstm_fwd": Resources(48),  # kGlobal; the resident paths 84
     "slstm_bwd": Resources(64),
     "slstm_fwd_resident": Resources(84),
@@ -256,17 +256,21 @@ def headwise_launches(B: int, S: int, G: int, O: int, I: int, backward: bool) ->
     return [fwd, dx, dw]
 
 
-def output_gate_launches(rows: int, D: int, backward: bool) -> list[Launch]:
+def output_gate_launches(rows: int, NH: int, DH: int, backward: bool) -> list[Launch]:
+    """Grid (row tiles of 64, heads), a warp per row's head segment; h is read twice more for its
+    statistics (from L1/L2), the backward's dĥ goes through shared memory."""
+    D = NH * DH
     io = rows * D * BF16
     tiles = math.ceil(rows / 64)
-    fwd = Launch("mlstm_output_gate_fwd", blocks=math.ceil(D / 32) * tiles, threads=256, smem=0,
-                 flops=10.0 * rows * D, read=3 * io, write=io, inflight_per_thread=3 * BF16,
-                 instructions=rows * D * 40)
+    fwd = Launch("mlstm_output_gate_fwd", blocks=tiles * NH, threads=256, smem=0,
+                 flops=16.0 * rows * D, read=3 * io, write=io, inflight_per_thread=3 * BF16,
+                 instructions=rows * D * 50)
     if not backward:
         return [fwd]
-    bwd = Launch("mlstm_output_gate_bwd", blocks=math.ceil(D / 32) * tiles, threads=256, smem=256 * F32,
-                 flops=20.0 * rows * D, read=4 * io, write=3 * io + tiles * 2 * D * F32, inflight_per_thread=4 * BF16,
-                 instructions=rows * D * 60)
+    warps = min(8, (48 * 1024) // (3 * DH * F32))
+    bwd = Launch("mlstm_output_gate_bwd", blocks=tiles * NH, threads=32 * warps, smem=warps * 3 * DH * F32,
+                 flops=30.0 * rows * D, read=4 * io, write=3 * io + tiles * 2 * D * F32, inflight_per_thread=4 * BF16,
+                 instructions=rows * D * 80)
     return [fwd, bwd]
 
 
@@ -357,7 +361,7 @@ def case_launches(name: str, params: dict, backward: bool, device: Device) -> li
             layers = layers + [replace(g, flops=2 * g.flops, read=2 * g.read, write=2 * g.write) for g in layers]
         return (layers + conv_launches(B, S, inner, 4, backward)
                 + 3 * headwise_launches(B, S, inner // 4, 4, 4, backward)
-                + chunkwise_launches(B, NH, S, DH, DH, 64, backward, device) + output_gate_launches(rows, inner, backward))
+                + chunkwise_launches(B, NH, S, DH, DH, 64, backward, device) + output_gate_launches(rows, NH, DH, backward))
     return None
 
 

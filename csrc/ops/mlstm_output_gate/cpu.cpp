@@ -1,5 +1,7 @@
-// The mLSTM output gate on the CPU: threads own ranges of features (so the weight gradients need
-// no reduction between them) and sweep the rows; the loops over a range's features vectorize.
+// The mLSTM output gate on the CPU: threads own ranges of (batch, time) rows and sweep each row's
+// heads (statistics, then the elementwise pass; the loops over a head's features vectorize). The
+// backward's weight gradients are summed per fixed tile of rows, then over the tiles in order: the
+// same result for any thread count.
 #include "cpu/vector_math.h"  // first: before anything declares the math functions
 
 #include <ATen/OpMathType.h>
@@ -13,25 +15,49 @@
 namespace xlstm {
 namespace {
 
-constexpr int64_t kFeatureGrain = 16;
+constexpr int64_t kRowGrain = 16, kRowsPerTile = 256;
+
+// The norm's statistics of one head's segment: mean and ρ, two passes (no cancellation in the variance).
+template <typename scalar_t, typename acc_t>
+struct SegmentStats {
+  acc_t mean, rstd;
+  SegmentStats(const scalar_t* x, int64_t n, acc_t eps) {
+    acc_t sum = 0;
+    XLSTM_VECTOR_SUM(sum)
+    for (int64_t j = 0; j < n; ++j) sum += acc_t(x[j]);
+    mean = sum / acc_t(n);
+    acc_t sq = 0;
+    XLSTM_VECTOR_SUM(sq)
+    for (int64_t j = 0; j < n; ++j) sq += (acc_t(x[j]) - mean) * (acc_t(x[j]) - mean);
+    rstd = mlstm_norm_rstd(sq, n, eps);
+  }
+};
 
 }  // namespace
 
 Tensor mlstm_output_gate_cpu(const Tensor& h, const Tensor& x_conv, const Tensor& z, const Tensor& norm_weight,
-                             const Tensor& skip) {
+                             const Tensor& skip, double eps) {
   const MlstmOutputGateInputs in =
-      mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, "mlstm_output_gate", at::kCPU, true);
+      mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, eps, "mlstm_output_gate", at::kCPU, true);
   Tensor y = mlstm_output_gate_output(in, empty_cpu_output);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.h.scalar_type(), "mlstm_output_gate_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto p = mlstm_output_gate_params<scalar_t, acc_t>(in);
     p.y = y.data_ptr<scalar_t>();
-    at::parallel_for(0, in.rows, 64, [&](int64_t first, int64_t last) {
+    at::parallel_for(0, p.rows(), kRowGrain, [&](int64_t first, int64_t last) {
+      const int64_t DH = p.DH;
       for (int64_t r = first; r < last; ++r) {
-        XLSTM_INDEPENDENT_ITERATIONS
-        for (int64_t d = 0; d < p.dim; ++d)
-          p.y[r * p.dim + d] =
-              scalar_t(mlstm_output_gate(p.h_at(r, d), p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]));
+        const scalar_t *x_row = p.x_conv_row(r), *z_row = p.z_row(r);
+        for (int64_t g = 0; g < p.NH; ++g) {
+          const scalar_t* hs = p.h_segment(r, g);
+          const SegmentStats<scalar_t, acc_t> st(hs, DH, p.eps);
+          const int64_t o = g * DH;
+          scalar_t* y_out = p.y + r * p.dim() + o;
+          XLSTM_INDEPENDENT_ITERATIONS
+          for (int64_t j = 0; j < DH; ++j)
+            y_out[j] = scalar_t(mlstm_output_gate((acc_t(hs[j]) - st.mean) * st.rstd, acc_t(x_row[o + j]),
+                                                  acc_t(z_row[o + j]), p.w[o + j], p.s[o + j]));
+        }
       }
     });
   });
@@ -39,38 +65,63 @@ Tensor mlstm_output_gate_cpu(const Tensor& h, const Tensor& x_conv, const Tensor
 }
 
 Tensors5 mlstm_output_gate_backward_cpu(const Tensor& dy, const Tensor& h, const Tensor& x_conv, const Tensor& z,
-                                        const Tensor& norm_weight, const Tensor& skip) {
+                                        const Tensor& norm_weight, const Tensor& skip, double eps) {
   const char* op = "mlstm_output_gate_backward";
-  const MlstmOutputGateInputs in = mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, op, at::kCPU, true);
+  const MlstmOutputGateInputs in = mlstm_output_gate_inputs(h, x_conv, z, norm_weight, skip, eps, op, at::kCPU, true);
   const MlstmOutputGateBackwardTensors t = mlstm_output_gate_backward_tensors(in, dy, op, empty_cpu_output);
-  Tensor dw = at::empty({in.D}, in.w.options()), ds = at::empty({in.D}, in.w.options());
+  const int64_t rows = in.B * in.S, D = in.NH * in.DH, tiles = (rows + kRowsPerTile - 1) / kRowsPerTile;
+  Tensor partial = at::zeros({tiles, 2, D}, in.w.options());  // per tile: d norm_weight, d skip
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.h.scalar_type(), "mlstm_output_gate_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto p = mlstm_output_gate_params<scalar_t, acc_t>(in);
     p.dy = t.dy.data_ptr<scalar_t>();
     p.dh = t.dh.data_ptr<scalar_t>();
+    p.dh_b = t.dh.stride(0);
+    p.dh_s = t.dh.stride(1);
+    p.dh_h = t.dh.stride(2);
     p.dx_conv = t.dx_conv.data_ptr<scalar_t>();
     p.dz = t.dz.data_ptr<scalar_t>();
-    acc_t *dw_out = dw.data_ptr<acc_t>(), *ds_out = ds.data_ptr<acc_t>();
-    at::parallel_for(0, in.D, kFeatureGrain, [&](int64_t d0, int64_t d1) {
-      std::vector<acc_t> dw_sum(d1 - d0, acc_t(0)), ds_sum(d1 - d0, acc_t(0));
-      for (int64_t r = 0; r < p.rows; ++r) {
-        XLSTM_INDEPENDENT_ITERATIONS
-        for (int64_t d = d0; d < d1; ++d) {
-          const int64_t e = r * p.dim + d;
-          const MlstmOutputGateGrads<acc_t> g =
-              mlstm_output_gate_backward(acc_t(p.dy[e]), p.h_at(r, d), p.x_conv_at(r, d), p.z_at(r, d), p.w[d], p.s[d]);
-          p.dh[e] = scalar_t(g.dh);
-          p.dx_conv[e] = scalar_t(g.dx_conv);
-          p.dz[e] = scalar_t(g.dz);
-          dw_sum[d - d0] += g.dw;
-          ds_sum[d - d0] += g.ds;
+    acc_t* partial_all = partial.data_ptr<acc_t>();
+    at::parallel_for(0, tiles, 1, [&](int64_t tile_first, int64_t tile_last) {
+      const int64_t DH = p.DH;
+      std::vector<acc_t> normed(DH), d_normed(DH);
+      for (int64_t tile = tile_first; tile < tile_last; ++tile) {
+        acc_t *dw_sum = partial_all + tile * 2 * D, *ds_sum = dw_sum + D;
+        for (int64_t r = tile * kRowsPerTile; r < std::min(rows, (tile + 1) * kRowsPerTile); ++r) {
+          const scalar_t *x_row = p.x_conv_row(r), *z_row = p.z_row(r), *dy_row = p.dy + r * D;
+          scalar_t *dx_row = p.dx_conv + r * D, *dz_row = p.dz + r * D;
+          for (int64_t g = 0; g < p.NH; ++g) {
+            const scalar_t* hs = p.h_segment(r, g);
+            const SegmentStats<scalar_t, acc_t> st(hs, DH, p.eps);
+            const int64_t o = g * DH;
+            acc_t *hn = normed.data(), *dhn = d_normed.data();
+            XLSTM_INDEPENDENT_ITERATIONS
+            for (int64_t j = 0; j < DH; ++j) {
+              hn[j] = (acc_t(hs[j]) - st.mean) * st.rstd;
+              const MlstmOutputGateGrads<acc_t> gr = mlstm_output_gate_backward(
+                  acc_t(dy_row[o + j]), hn[j], acc_t(x_row[o + j]), acc_t(z_row[o + j]), p.w[o + j], p.s[o + j]);
+              dhn[j] = gr.dh_normed;
+              dx_row[o + j] = scalar_t(gr.dx_conv);
+              dz_row[o + j] = scalar_t(gr.dz);
+              dw_sum[o + j] += gr.dw;
+              ds_sum[o + j] += gr.ds;
+            }
+            acc_t sum_d = 0, sum_dh = 0;
+            XLSTM_VECTOR_SUM(sum_d)
+            for (int64_t j = 0; j < DH; ++j) sum_d += dhn[j];
+            XLSTM_VECTOR_SUM(sum_dh)
+            for (int64_t j = 0; j < DH; ++j) sum_dh += dhn[j] * hn[j];
+            const acc_t mean_d = sum_d / acc_t(DH), mean_dh = sum_dh / acc_t(DH);
+            scalar_t* dh_out = p.dh_segment(r, g);
+            XLSTM_INDEPENDENT_ITERATIONS
+            for (int64_t j = 0; j < DH; ++j) dh_out[j] = scalar_t(mlstm_norm_backward(dhn[j], hn[j], st.rstd, mean_d, mean_dh));
+          }
         }
       }
-      std::copy(dw_sum.begin(), dw_sum.end(), dw_out + d0);
-      std::copy(ds_sum.begin(), ds_sum.end(), ds_out + d0);
     });
   });
+  // Over the tiles, in order; two sums, so that the two gradients are tensors of their own.
+  const Tensor dw = partial.select(1, 0).sum(0), ds = partial.select(1, 1).sum(0);
   return {t.dh, t.dx_conv, t.dz, dw.to(norm_weight.scalar_type()), ds.to(skip.scalar_type())};
 }
 

@@ -3,8 +3,8 @@
 
 XLSTM_OP_SCHEMAS(m) {
   m.def(
-      "mlstm_output_gate(Tensor h, Tensor x_conv, Tensor z, Tensor norm_weight, Tensor skip) -> Tensor");
+      "mlstm_output_gate(Tensor h, Tensor x_conv, Tensor z, Tensor norm_weight, Tensor skip, float eps) -> Tensor");
   m.def(
-      "mlstm_output_gate_backward(Tensor dy, Tensor h, Tensor x_conv, Tensor z, Tensor norm_weight, Tensor skip) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "mlstm_output_gate_backward(Tensor dy, Tensor h, Tensor x_conv, Tensor z, Tensor norm_weight, Tensor skip, "
+      "float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
