@@ -10,8 +10,8 @@ from torch import nn
 from . import ops
 
 
-__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "check_input", "mLSTMCell", "mLSTMLayer",
-           "powerlaw_forget_bias", "sLSTMCell", "sLSTMLayer"]
+__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "check_input", "fused_step_applies", "mLSTMCell",
+           "mLSTMLayer", "powerlaw_forget_bias", "sLSTMCell", "sLSTMLayer"]
 
 
 def check_input(owner: str, x, dims: int, embedding_dim: int) -> None:
@@ -25,6 +25,22 @@ def check_input(owner: str, x, dims: int, embedding_dim: int) -> None:
                          f"got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{owner}: x must be a floating-point tensor, got {x.dtype}")
+
+
+def fused_step_applies(layer: nn.Module, weight: torch.Tensor, x_t: torch.Tensor, state: dict) -> bool:
+    """Whether a layer's step may take its fused CPU op (an inference fast path, no autograd): x_t
+    on the CPU in the dtype of the layer's `weight` (its parameters share it: the op checks each),
+    float32 or float64, and no gradient wanted through the step (grad mode off, or nothing
+    involved requires grad). Otherwise the composed ops run."""
+    if x_t.device.type != "cpu" or x_t.dtype not in (torch.float32, torch.float64) or weight.dtype != x_t.dtype \
+            or weight.device.type != "cpu":
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    tensors = [x_t, *layer.parameters()]
+    for value in state.values():
+        tensors.extend(value if isinstance(value, (tuple, list)) else [value])
+    return not any(t is not None and t.requires_grad for t in tensors)
 
 
 class CausalConvSiLU(nn.Module):
@@ -271,6 +287,8 @@ class mLSTMLayer(nn.Module):
         is the concat(q, k, v) that the gates read."""
         check_input("mLSTMLayer", x_t, 2, self.embedding_dim)
         state = state or {}
+        if fused_step_applies(self, self.up.weight, x_t, state):
+            return self._fused_step(x_t, state)
         x_m, z = self.up(x_t).chunk(2, dim=-1)
         x_conv, conv_buffer = self.conv(x_m.unsqueeze(1), state.get("conv"))
         x_conv = x_conv[:, 0]
@@ -284,3 +302,21 @@ class mLSTMLayer(nn.Module):
         h, mlstm_state = self.cell.step(q, k, v, i, f, state.get("mlstm"))
         y = self.down(ops.mlstm_output_gate(self.norm.normalise(h), x_conv, z, self.norm.weight, self.skip))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
+
+    def _fused_step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """step on the CPU without autograd: one fused op between the two projections
+        (ops.mlstm_layer_step), the same math, state and outputs."""
+        B, K = x_t.shape[0], self.conv.kernel_size
+        buffer = state.get("conv")
+        if buffer is None:
+            buffer = x_t.new_zeros(B, K - 1, self.inner)
+        cell_state = state.get("mlstm")
+        if cell_state is None:
+            DH = self.inner // self.num_heads
+            cell_state = (x_t.new_zeros(B, self.num_heads, DH, DH), x_t.new_zeros(B, self.num_heads, DH),
+                          x_t.new_zeros(B, self.num_heads))
+        out, buffer, cell_state = ops.mlstm_layer_step(
+            self.up(x_t), buffer, self.conv.conv.weight, self.conv.conv.bias, self.q.weight, self.k.weight,
+            self.v.weight, self.q.bias, self.k.bias, self.v.bias, self.gates.weight, self.gates.bias, cell_state,
+            self.norm.weight, self.skip, self.norm.eps, self.cell.eps)
+        return self.dropout(self.down(out)), {"conv": buffer, "mlstm": cell_state}
