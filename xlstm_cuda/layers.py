@@ -191,8 +191,32 @@ class sLSTMLayer(nn.Module):
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         """One token: x_t (B, D)."""
         check_input("sLSTMLayer", x_t, 2, self.embedding_dim)
-        y, state = self._sequence(x_t.unsqueeze(1), state or {})
+        state = state or {}
+        if fused_step_applies(self, self.gate_weight, x_t, state):
+            return self._fused_step(x_t, state)
+        y, state = self._sequence(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
+
+    def _fused_step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """step on the CPU without autograd: one fused op (ops.slstm_layer_step), the same math,
+        state and outputs."""
+        B = x_t.shape[0]
+        conv = (None, None, None)
+        if self.conv is not None:
+            buffer = state.get("conv")
+            if buffer is None:
+                buffer = x_t.new_zeros(B, self.conv.kernel_size - 1, self.embedding_dim)
+            conv = (buffer, self.conv.conv.weight, self.conv.conv.bias)
+        cell_state = state.get("slstm")
+        if cell_state is None:
+            zeros = x_t.new_zeros(4, B, self.num_heads, self.head_dim)
+            cell_state = tuple(zeros.unbind(0))
+        y, buffer, cell_state = ops.slstm_layer_step(x_t, *conv, self.gate_weight, self.cell.R, self.cell.b,
+                                                     cell_state, self.norm.weight, self.norm.eps)
+        new_state = {"slstm": cell_state}
+        if buffer is not None:
+            new_state["conv"] = buffer
+        return self.dropout(y), new_state
 
 
 class mLSTMCell(nn.Module):

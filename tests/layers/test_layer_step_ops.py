@@ -1,4 +1,5 @@
-"""The layers' fused generation steps (inference fast paths, CPU only: ops.mlstm_layer_step):
+"""The layers' fused generation steps (inference fast paths, CPU only: ops.mlstm_layer_step,
+ops.slstm_layer_step):
 against python_ref in float64, against the composed ops in float32, step by step == forward, the
 composed path kept where autograd needs it, and clear errors for bad inputs."""
 import copy
@@ -11,7 +12,7 @@ import xlstm_cuda
 from conftest import assert_close, generator, randn, rel_err
 from xlstm_cuda import ops
 from xlstm_cuda import reference as R
-from xlstm_cuda.layers import mLSTMLayer
+from xlstm_cuda.layers import mLSTMLayer, sLSTMLayer
 
 # (B, embedding, heads, proj_factor, qkv block, bias, conv kernel): odd batches, head dims 16, 3,
 # 32, 5, 64 (inner 64 / 192 / 64 / 320 / 64), blocks 4, 3, 8, 5, 2, kernels 4, 1, 2, 3, 5.
@@ -215,6 +216,189 @@ def test_mlstm_layer_step_bad_inputs_raise_clear_errors(case):
         ops.mlstm_layer_step(**dict(args, **override))
 
 
-def test_mlstm_layer_step_op_is_registered_with_a_fake():
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("xlstm_cuda::mlstm_layer_step", "Meta")
-    assert "mlstm_layer_step" in xlstm_cuda.ops.__all__
+@pytest.mark.parametrize("name", ["mlstm_layer_step", "slstm_layer_step"])
+def test_layer_step_op_is_registered_with_a_fake(name):
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"xlstm_cuda::{name}", "Meta")
+    assert name in xlstm_cuda.ops.__all__
+
+
+# sLSTM ------------------------------------------------------------------------------------------
+
+# (B, embedding, heads, conv kernel): head dims 8, 5, 3, 16, 12; kernels 4, 0 (no conv), 1, 2, 3.
+SLSTM_CONFIGS = [(3, 32, 4, 4), (1, 15, 3, 0), (5, 9, 3, 1), (2, 32, 2, 2), (9, 24, 2, 3)]
+
+
+def make_slstm(config, gen, dtype):
+    B, E, NH, K = config
+    layer = sLSTMLayer(E, num_heads=NH, conv1d_kernel_size=K)
+    with torch.no_grad():  # random parameters: R starts at zero, which would hide the recurrence
+        for name, p in layer.named_parameters():
+            p.copy_(randn(gen, *p.shape, scale=0.3, shift=1.0 if name.startswith("norm") else 0.0))
+    return layer.to(dtype).eval(), B, E
+
+
+def reference_slstm_step(layer, x_t, state):
+    """sLSTMLayer.step from python_ref's parts (in x_t's dtype)."""
+    B, E = x_t.shape
+    NH, DH = layer.num_heads, layer.head_dim
+    x_conv = x_t if layer.conv is None else R.causal_conv1d_silu(
+        x_t[:, None], layer.conv.conv.weight[:, 0], layer.conv.conv.bias, state.get("conv"))[:, 0]
+    sources = torch.stack((x_conv.view(B, NH, DH), x_t.view(B, NH, DH)), dim=2).flatten(1)
+    x_gates = R.headwise_linear(sources, layer.gate_weight.reshape(2 * NH, 2 * DH, DH))
+    h, cell_state = R.slstm(x_gates.view(B, 1, NH, 4, DH), layer.cell.R, layer.cell.b, state["slstm"])
+    y = F.layer_norm(h[:, 0], (DH,), eps=layer.norm.eps).flatten(-2) * layer.norm.weight
+    new_state = {"slstm": cell_state}
+    if layer.conv is not None:
+        new_state["conv"] = torch.cat((state["conv"], x_t[:, None]), 1)[:, 1:]
+    return y, new_state
+
+
+def slstm_state_tensors(state):
+    return ([state["conv"]] if "conv" in state else []) + list(state["slstm"])
+
+
+@pytest.mark.parametrize("config", SLSTM_CONFIGS, ids=str)
+def test_slstm_fused_step_matches_reference_float64(config):
+    gen = generator("slstm-fused-step-ref", config)
+    layer, B, E = make_slstm(config, gen, torch.float64)
+    state = prefilled_state(layer, gen, B, E, torch.float64)
+    x_t = randn(gen, B, E, dtype=torch.float64)
+    with torch.no_grad():
+        y, new_state = layer.step(x_t, state)
+        y_ref, ref_state = reference_slstm_step(layer, x_t, state)
+    assert new_state.keys() == ref_state.keys()
+    for j, (out, ref) in enumerate(zip([y, *slstm_state_tensors(new_state)], [y_ref, *slstm_state_tensors(ref_state)])):
+        assert out.shape == ref.shape and out.dtype == torch.float64
+        if out.numel():
+            assert_close(f"output {j}", out, ref)
+
+
+@pytest.mark.parametrize("config", SLSTM_CONFIGS, ids=str)
+def test_slstm_fused_step_equals_composed_float32(config):
+    gen = generator("slstm-fused-step-composed", config)
+    layer, B, E = make_slstm(config, gen, torch.float32)
+    layer64 = copy.deepcopy(layer).double()
+    for state in (None, prefilled_state(layer, gen, B, E, torch.float32)):
+        x_t = randn(gen, B, E)
+        with torch.no_grad():
+            y, fused_state = layer.step(x_t, state)
+            state64 = None if state is None else {k: v.double() if isinstance(v, torch.Tensor) else
+                                                  tuple(t.double() for t in v) for k, v in state.items()}
+            y64, state64 = layer64.step(x_t.double(), state64)
+        with torch.enable_grad():
+            y_ref, composed_state = layer.step(x_t.requires_grad_(), state)
+        assert y_ref.requires_grad  # the composed path ran
+        assert fused_state.keys() == composed_state.keys()
+        for j, (out, composed, truth) in enumerate(zip([y, *slstm_state_tensors(fused_state)],
+                                                       [y_ref, *slstm_state_tensors(composed_state)],
+                                                       [y64, *slstm_state_tensors(state64)])):
+            assert out.shape == composed.shape and out.dtype == composed.dtype, j
+            if out.numel():
+                assert_close(f"output {j}", out, truth, composed.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("config", SLSTM_CONFIGS[:3], ids=str)
+def test_slstm_fused_steps_equal_forward(config, dtype):
+    gen = generator("slstm-fused-steps-forward", config, dtype)
+    layer, B, E = make_slstm(config, gen, dtype)
+    x = randn(gen, B, 9, E, dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    with torch.no_grad():
+        y, state = layer(x)
+        step_state, ys = None, []
+        for t in range(x.shape[1]):
+            y_t, step_state = layer.step(x[:, t], step_state)
+            ys.append(y_t)
+    assert rel_err(torch.stack(ys, 1), y) < 1e-5  # forward's norm in float32 (see the mLSTM's test)
+    for a, b in zip(slstm_state_tensors(step_state), slstm_state_tensors(state)):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_slstm_step_takes_fused_op_only_without_autograd(monkeypatch):
+    gen = generator("slstm-fused-step-dispatch")
+    layer, B, E = make_slstm(SLSTM_CONFIGS[0], gen, torch.float32)
+    calls = []
+    fused = ops.slstm_layer_step
+    monkeypatch.setattr(ops, "slstm_layer_step", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    x_t = randn(gen, B, E)
+    with torch.no_grad():
+        layer.step(x_t)
+    assert len(calls) == 1
+    y, _ = layer.step(x_t)
+    y.sum().backward()
+    assert len(calls) == 1 and layer.cell.R.grad is not None
+
+
+def slstm_op_args(dtype=torch.float32, config=(3, 32, 4, 4)):
+    layer, B, E = make_slstm(config, generator("slstm-op-args"), dtype)
+    state = prefilled_state(layer, generator("slstm-op-args-state"), B, E, dtype)
+    args = dict(x=randn(generator("slstm-op-args-x"), B, E, dtype=dtype), conv_buffer=state.get("conv"),
+                conv_weight=layer.conv.conv.weight if layer.conv else None,
+                conv_bias=layer.conv.conv.bias if layer.conv else None, gate_weight=layer.gate_weight,
+                R=layer.cell.R, b=layer.cell.b, state=state["slstm"], norm_weight=layer.norm.weight)
+    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+
+
+def test_slstm_layer_step_strided_inputs_equal_contiguous():
+    args = slstm_op_args()
+    x = args["x"]
+    variants = [dict(args, x=torch.cat((x, x), 1)[:, :x.shape[1]],
+                     conv_buffer=args["conv_buffer"].transpose(1, 2).contiguous().transpose(1, 2),
+                     state=tuple(t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in args["state"])),
+                dict(args, x=torch.stack((x, x), -1).flatten(1)[:, ::2])]
+    with torch.no_grad():
+        expected = ops.slstm_layer_step(**args)
+        for variant in variants:
+            assert not variant["x"].is_contiguous()
+            got = ops.slstm_layer_step(**variant)
+            torch.testing.assert_close([got[0], got[1], *got[2]], [expected[0], expected[1], *expected[2]],
+                                       rtol=0, atol=0)
+
+
+def bad_slstm_calls():
+    args = slstm_op_args()
+    h, c, n, m = args["state"]
+    return [
+        ("x rank", dict(x=args["x"][None]), "x must have shape"),
+        ("x dtype", dict(x=args["x"].bfloat16()), "x must be float32 or float64"),
+        ("gate_weight heads", dict(gate_weight=args["gate_weight"][1:]), "NH \\* DH = D"),
+        ("gate_weight gates", dict(gate_weight=args["gate_weight"][:, 1:]), "gate_weight must have shape"),
+        ("R", dict(R=args["R"][:, 1:]), "R must have shape"),
+        ("b dtype", dict(b=args["b"].double()), "b must be Float"),
+        ("state h", dict(state=(h[1:], c, n, m)), "state h must have shape"),
+        ("state m dtype", dict(state=(h, c, n, m.double())), "state m must be Float"),
+        ("state tuple", dict(state=(h, c, n)), "state must be a tuple"),
+        ("conv all or none", dict(conv_bias=None), "all or none"),
+        ("conv_weight", dict(conv_weight=args["conv_weight"][1:]), "conv_weight must have shape"),
+        ("conv_buffer", dict(conv_buffer=args["conv_buffer"][:, 1:]), "conv_buffer must have shape"),
+        ("norm_weight", dict(norm_weight=args["norm_weight"][1:]), "norm_weight must have shape"),
+        ("norm_eps", dict(norm_eps=float("inf")), "norm_eps must be finite"),
+        ("empty batch", dict(x=args["x"][:0]), "x is empty"),
+        ("meta state", dict(state=(h, c.to("meta"), n, m)), "one device"),
+    ], args
+
+
+@pytest.mark.parametrize("case", [c[0] for c in bad_slstm_calls()[0]])
+def test_slstm_layer_step_bad_inputs_raise_clear_errors(case):
+    cases, args = bad_slstm_calls()
+    ((_, override, message),) = [c for c in cases if c[0] == case]
+    with pytest.raises((RuntimeError, TypeError), match=rf"^slstm_layer_step: .*{message}"):
+        ops.slstm_layer_step(**dict(args, **override))
+
+
+@pytest.mark.parametrize("name", ["mlstm_layer_step", "slstm_layer_step"])
+def test_layer_step_ops_compile_fullgraph(name):
+    """torch.compile(fullgraph=True) traces the fused steps through their fake implementations and
+    computes what eager mode does."""
+    if name == "mlstm_layer_step":
+        layer, B, E = make_mlstm(MLSTM_CONFIGS[0], generator("compile", name), torch.float32)
+    else:
+        layer, B, E = make_slstm(SLSTM_CONFIGS[0], generator("compile", name), torch.float32)
+    x_t = randn(generator("compile-x", name), B, E)
+    with torch.no_grad():
+        state = layer.step(x_t)[1]
+        eager = layer.step(x_t, state)
+        torch._dynamo.reset()
+        compiled = torch.compile(layer.step, fullgraph=True, backend="aot_eager")(x_t, state)
+    torch.testing.assert_close(compiled, eager)

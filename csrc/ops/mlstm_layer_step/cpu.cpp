@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/registration.h"
+#include "cpu/layer_norm.h"
 #include "ops/headwise_linear/math.h"
 #include "ops/mlstm_layer_step/host.h"
 #include "ops/mlstm_output_gate/math.h"

@@ -13,7 +13,6 @@
 // The state layout is that of the parts' ops. No ATen types here.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 
 #include "common/numerics.h"
@@ -41,21 +40,5 @@ struct MlstmLayerStepParams {
   T* out;                   // (B, inner): before the down-projection
   T* conv_buffer_new;       // (B, K - 1, inner)
 };
-
-// x (n features) normalised in place: (x - mean) / sqrt(var + eps), var the biased variance (the
-// multi-head norm of one head, before its scale).
-template <typename T>
-inline void normalise_features(T* x, int64_t n, T eps) {
-  T sum = 0;
-  XLSTM_VECTOR_SUM(sum)
-  for (int64_t j = 0; j < n; ++j) sum += x[j];
-  const T mean = sum / T(n);
-  T squares = 0;
-  XLSTM_VECTOR_SUM(squares)
-  for (int64_t j = 0; j < n; ++j) squares += (x[j] - mean) * (x[j] - mean);
-  const T scale = T(1) / std::sqrt(squares / T(n) + eps);
-  XLSTM_INDEPENDENT_ITERATIONS
-  for (int64_t j = 0; j < n; ++j) x[j] = (x[j] - mean) * scale;
-}
 
 }  // namespace xlstm
