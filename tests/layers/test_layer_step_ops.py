@@ -402,3 +402,20 @@ def test_layer_step_ops_compile_fullgraph(name):
         torch._dynamo.reset()
         compiled = torch.compile(layer.step, fullgraph=True, backend="aot_eager")(x_t, state)
     torch.testing.assert_close(compiled, eager)
+
+
+@pytest.mark.parametrize("name", ["mlstm_layer_step", "slstm_layer_step"])
+def test_layer_step_ops_bitwise_equal_across_thread_counts(name):
+    """Threads own batch rows (mLSTM) or heads (sLSTM): any thread count gives the same bits."""
+    args = mlstm_op_args(B=5) if name == "mlstm_layer_step" else slstm_op_args(config=(5, 32, 4, 4))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            with torch.no_grad():
+                y, buffer, state = getattr(ops, name)(**args)
+            results.append([y, buffer, *state])
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
