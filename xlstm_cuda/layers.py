@@ -10,8 +10,8 @@ from torch import nn
 from . import ops
 
 
-__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "check_input", "mLSTMCell", "mLSTMLayer",
-           "powerlaw_forget_bias", "sLSTMCell", "sLSTMLayer"]
+__all__ = ["CausalConvSiLU", "HeadwiseLinear", "MultiHeadNorm", "check_input", "fused_step_applies", "mLSTMCell",
+           "mLSTMLayer", "powerlaw_forget_bias", "sLSTMCell", "sLSTMLayer"]
 
 
 def check_input(owner: str, x, dims: int, embedding_dim: int) -> None:
@@ -25,6 +25,22 @@ def check_input(owner: str, x, dims: int, embedding_dim: int) -> None:
                          f"got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{owner}: x must be a floating-point tensor, got {x.dtype}")
+
+
+def fused_step_applies(layer: nn.Module, weight: torch.Tensor, x_t: torch.Tensor, state: dict) -> bool:
+    """Whether a layer's step may take its fused CPU op (an inference fast path, no autograd): x_t
+    on the CPU in the dtype of the layer's `weight` (its parameters share it: the op checks each),
+    float32 or float64, and no gradient wanted through the step (grad mode off, or nothing
+    involved requires grad). Otherwise the composed ops run."""
+    if x_t.device.type != "cpu" or x_t.dtype not in (torch.float32, torch.float64) or weight.dtype != x_t.dtype \
+            or weight.device.type != "cpu":
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    tensors = [x_t, *layer.parameters()]
+    for value in state.values():
+        tensors.extend(value if isinstance(value, (tuple, list)) else [value])
+    return not any(t is not None and t.requires_grad for t in tensors)
 
 
 class CausalConvSiLU(nn.Module):
@@ -166,8 +182,34 @@ class sLSTMLayer(nn.Module):
     def step(self, x_t: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         """One token: x_t (B, D)."""
         check_input("sLSTMLayer", x_t, 2, self.embedding_dim)
-        y, state = self._sequence(x_t.unsqueeze(1), state or {})
+        state = state or {}
+        if fused_step_applies(self, self.gate_weight, x_t, state):
+            return self._fused_step(x_t, state)
+        y, state = self._sequence(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
+
+    def _fused_step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """step on the CPU without autograd: one fused op (ops.slstm_layer_step), the same math,
+        state and outputs. Parameters read from the modules' dicts, as in mLSTMLayer._fused_step."""
+        modules = self._modules
+        conv, cell, norm = self.conv, modules["cell"]._parameters, modules["norm"]  # conv: None without one
+        B = x_t.shape[0]
+        conv_inputs = (None, None, None)
+        if conv is not None:
+            buffer = state.get("conv")
+            if buffer is None:
+                buffer = x_t.new_zeros(B, conv.kernel_size - 1, self.embedding_dim)
+            conv_parameters = conv._modules["conv"]._parameters
+            conv_inputs = (buffer, conv_parameters["weight"], conv_parameters["bias"])
+        cell_state = state.get("slstm")
+        if cell_state is None:
+            cell_state = tuple(x_t.new_zeros(4, B, self.num_heads, self.head_dim).unbind(0))
+        y, buffer, cell_state = ops.slstm_layer_step(x_t, *conv_inputs, self._parameters["gate_weight"], cell["R"],
+                                                     cell["b"], cell_state, norm._parameters["weight"], norm.eps)
+        new_state = {"slstm": cell_state}
+        if buffer is not None:
+            new_state["conv"] = buffer
+        return modules["dropout"](y), new_state
 
 
 class mLSTMCell(nn.Module):
@@ -265,6 +307,8 @@ class mLSTMLayer(nn.Module):
         is the concat(q, k, v) that the gates read."""
         check_input("mLSTMLayer", x_t, 2, self.embedding_dim)
         state = state or {}
+        if fused_step_applies(self, self.up.weight, x_t, state):
+            return self._fused_step(x_t, state)
         x_m, z = self.up(x_t).chunk(2, dim=-1)
         x_conv, conv_buffer = self.conv(x_m.unsqueeze(1), state.get("conv"))
         x_conv = x_conv[:, 0]
@@ -278,3 +322,27 @@ class mLSTMLayer(nn.Module):
         h, mlstm_state = self.cell.step(q, k, v, i, f, state.get("mlstm"))
         y = self.down(ops.mlstm_output_gate(h, x_conv, z, self.norm.weight, self.skip, self.norm.eps))
         return self.dropout(y), {"conv": conv_buffer, "mlstm": mlstm_state}
+
+    def _fused_step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """step on the CPU without autograd: one fused op between the two projections
+        (ops.mlstm_layer_step), the same math, state and outputs. Parameters and submodules are
+        read from the modules' own dicts (what nn.Module.__getattr__ returns): that fallback costs
+        about 0.6 µs a lookup, and this step makes ~35 of them a token."""
+        modules = self._modules
+        conv, q, k, v, norm = (modules[name] for name in ("conv", "q", "k", "v", "norm"))
+        conv_parameters, gate_parameters = conv._modules["conv"]._parameters, modules["gates"]._parameters
+        B = x_t.shape[0]
+        buffer = state.get("conv")
+        if buffer is None:
+            buffer = x_t.new_zeros(B, conv.kernel_size - 1, self.inner)
+        cell_state = state.get("mlstm")
+        if cell_state is None:
+            DH = self.inner // self.num_heads
+            cell_state = (x_t.new_zeros(B, self.num_heads, DH, DH), x_t.new_zeros(B, self.num_heads, DH),
+                          x_t.new_zeros(B, self.num_heads))
+        out, buffer, cell_state = ops.mlstm_layer_step(
+            modules["up"](x_t), buffer, conv_parameters["weight"], conv_parameters["bias"],
+            *(proj._parameters["weight"] for proj in (q, k, v)), *(proj._parameters.get("bias") for proj in (q, k, v)),
+            gate_parameters["weight"], gate_parameters["bias"], cell_state, norm._parameters["weight"],
+            self._parameters["skip"], norm.eps, modules["cell"].eps)
+        return modules["dropout"](modules["down"](out)), {"conv": buffer, "mlstm": cell_state}

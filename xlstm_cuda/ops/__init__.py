@@ -9,6 +9,7 @@ import importlib as _importlib
 import pkgutil as _pkgutil
 
 from .. import _C  # noqa: F401  (registers the xlstm_cuda ops)
+from ._binder import INFERENCE_OP_SPECS as _INFERENCE_OP_SPECS
 from ._binder import OP_SPECS as _OP_SPECS
 from ._binder import KernelOps
 from ._states import MlstmState, SlstmState
@@ -19,5 +20,6 @@ for _module in _pkgutil.iter_modules(__path__):
 
 _kernels = KernelOps("xlstm_cuda")
 globals().update(_kernels.functions())
+globals().update(KernelOps("xlstm_cuda", _INFERENCE_OP_SPECS).functions())
 
-__all__ = sorted(["KernelOps", "MlstmState", "SlstmState", *_OP_SPECS])
+__all__ = sorted(["KernelOps", "MlstmState", "SlstmState", *_OP_SPECS, *_INFERENCE_OP_SPECS])

@@ -44,6 +44,10 @@ class OpSpec:
 
 
 OP_SPECS: dict[str, OpSpec] = {}
+# Inference fast paths with CPU kernels only and no autograd formula (the layers' fused generation
+# steps): outside the contract table, which every op of OP_SPECS keeps on every backend; their own
+# tests are tests/layers/test_layer_step_ops.py.
+INFERENCE_OP_SPECS: dict[str, OpSpec] = {}
 
 
 def kernel_op(name: str, *, fake: Callable, autograd: Autograd | None = None,

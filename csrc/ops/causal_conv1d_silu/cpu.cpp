@@ -16,19 +16,6 @@ namespace {
 
 constexpr int64_t kChannelGrain = 16;
 
-// pre[d - d0] = the pre-activation of step t of batch row b, channels [d0, d1).
-template <typename scalar_t, typename acc_t>
-void pre_activation_row(const CausalConv1dSiluParams<scalar_t, acc_t>& p, int64_t b, int64_t t, int64_t d0, int64_t d1,
-                        acc_t* pre) {
-  for (int64_t d = d0; d < d1; ++d) pre[d - d0] = p.bias[d];
-  for (int64_t k = 0; k < p.width; ++k) {
-    const scalar_t* row = p.padded_row(b, t + k);
-    const acc_t* w = p.weight + k * p.dim;
-    XLSTM_INDEPENDENT_ITERATIONS
-    for (int64_t d = d0; d < d1; ++d) pre[d - d0] += w[d] * acc_t(row[d]);
-  }
-}
-
 template <typename scalar_t, typename acc_t>
 void causal_conv1d_silu_fwd_channels(const CausalConv1dSiluParams<scalar_t, acc_t>& p, int64_t d0, int64_t d1) {
   const int64_t D = p.dim;

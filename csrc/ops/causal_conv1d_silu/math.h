@@ -37,6 +37,20 @@ struct CausalConv1dSiluParams {
   }
 };
 
+// CPU: pre[d - d0] = the pre-activation of step t of batch row b, channels [d0, d1), the loop over
+// channels innermost (it vectorizes).
+template <typename scalar_t, typename acc_t>
+inline void pre_activation_row(const CausalConv1dSiluParams<scalar_t, acc_t>& p, int64_t b, int64_t t, int64_t d0,
+                               int64_t d1, acc_t* pre) {
+  for (int64_t d = d0; d < d1; ++d) pre[d - d0] = p.bias[d];
+  for (int64_t k = 0; k < p.width; ++k) {
+    const scalar_t* row = p.padded_row(b, t + k);
+    const acc_t* w = p.weight + k * p.dim;
+    XLSTM_INDEPENDENT_ITERATIONS
+    for (int64_t d = d0; d < d1; ++d) pre[d - d0] += w[d] * acc_t(row[d]);
+  }
+}
+
 // dy (B, S, D) contiguous; dx like dy, d_initial like initial (scalar_t).
 template <typename scalar_t, typename acc_t>
 struct CausalConv1dSiluBwdParams : CausalConv1dSiluParams<scalar_t, acc_t> {

@@ -39,12 +39,7 @@ void headwise_linear_fwd_rows(const HeadwiseLinearParams<scalar_t, acc_t>& p, in
   for (int64_t n = first; n < last; ++n) {
     const scalar_t* x_row = p.x_row(n);
     for_each_group(p, n, 0, G, [&](int64_t g, int64_t offset) {
-      for (int64_t o = 0; o < O; ++o) {
-        const acc_t* w = p.weight + (g * O + o) * I;
-        acc_t sum = 0;
-        for (int64_t i = 0; i < I; ++i) sum += w[i] * acc_t(x_row[g * I + i]);
-        p.y[offset + o] = scalar_t(sum);
-      }
+      headwise_linear_group<kO, kI>(p.weight + g * O * I, x_row + g * I, O, I, p.y + offset);
     });
   }
 }

@@ -52,4 +52,16 @@ struct HeadwiseLinearParams {
   }
 };
 
+// One group of one row on the CPU: y[o] = Σ_i w[o, i] x[i] for w (O, I) row-major; kO, kI the block
+// sizes where the caller knows them (the loops unroll), 0 where they are read at run time.
+template <int kO, int kI, typename scalar_t, typename acc_t, typename out_t>
+inline void headwise_linear_group(const acc_t* w, const scalar_t* x, int64_t out_block, int64_t in_block, out_t* y) {
+  const int64_t O = kO ? kO : out_block, I = kI ? kI : in_block;
+  for (int64_t o = 0; o < O; ++o) {
+    acc_t sum = 0;
+    for (int64_t i = 0; i < I; ++i) sum += w[o * I + i] * acc_t(x[i]);
+    y[o] = out_t(sum);
+  }
+}
+
 }  // namespace xlstm
