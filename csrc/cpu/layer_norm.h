@@ -1,5 +1,5 @@
-// The CPU kernels' layer norm of one row without its scale: the multi-head norm of one head in the
-// fused layer steps.
+// The CPU kernels' layer norm of one row without its scale: the multi-head norm of one head (the
+// fused layer steps, the mLSTM output gate).
 #pragma once
 
 #include <cmath>
@@ -9,20 +9,31 @@
 
 namespace xlstm {
 
-// x (n features) normalised in place: (x - mean) / sqrt(var + eps), var the biased variance (the
-// multi-head norm of one head, before its scale).
+// The mean of n features x (any element type, summed in T) and 1 / sqrt(var + eps), var their
+// biased variance: two passes, so that the variance suffers no cancellation.
 template <typename T>
-inline void normalise_features(T* x, int64_t n, T eps) {
+struct FeatureStats {
+  T mean, rstd;
+};
+template <typename T, typename S>
+inline FeatureStats<T> feature_stats(const S* x, int64_t n, T eps) {
   T sum = 0;
   XLSTM_VECTOR_SUM(sum)
-  for (int64_t j = 0; j < n; ++j) sum += x[j];
+  for (int64_t j = 0; j < n; ++j) sum += T(x[j]);
   const T mean = sum / T(n);
   T squares = 0;
   XLSTM_VECTOR_SUM(squares)
-  for (int64_t j = 0; j < n; ++j) squares += (x[j] - mean) * (x[j] - mean);
-  const T scale = T(1) / std::sqrt(squares / T(n) + eps);
+  for (int64_t j = 0; j < n; ++j) squares += (T(x[j]) - mean) * (T(x[j]) - mean);
+  return {mean, T(1) / std::sqrt(squares / T(n) + eps)};
+}
+
+// x (n features) normalised in place: (x - mean) / sqrt(var + eps) (the multi-head norm of one
+// head, before its scale).
+template <typename T>
+inline void normalise_features(T* x, int64_t n, T eps) {
+  const FeatureStats<T> stats = feature_stats(x, n, eps);
   XLSTM_INDEPENDENT_ITERATIONS
-  for (int64_t j = 0; j < n; ++j) x[j] = (x[j] - mean) * scale;
+  for (int64_t j = 0; j < n; ++j) x[j] = (x[j] - stats.mean) * stats.rstd;
 }
 
 }  // namespace xlstm

@@ -10,28 +10,13 @@
 #include <vector>
 
 #include "common/registration.h"
+#include "cpu/layer_norm.h"
 #include "ops/mlstm_output_gate/host.h"
 
 namespace xlstm {
 namespace {
 
 constexpr int64_t kRowGrain = 16, kRowsPerTile = 256;
-
-// The norm's statistics of one head's segment: mean and ρ, two passes (no cancellation in the variance).
-template <typename scalar_t, typename acc_t>
-struct SegmentStats {
-  acc_t mean, rstd;
-  SegmentStats(const scalar_t* x, int64_t n, acc_t eps) {
-    acc_t sum = 0;
-    XLSTM_VECTOR_SUM(sum)
-    for (int64_t j = 0; j < n; ++j) sum += acc_t(x[j]);
-    mean = sum / acc_t(n);
-    acc_t sq = 0;
-    XLSTM_VECTOR_SUM(sq)
-    for (int64_t j = 0; j < n; ++j) sq += (acc_t(x[j]) - mean) * (acc_t(x[j]) - mean);
-    rstd = mlstm_norm_rstd(sq, n, eps);
-  }
-};
 
 }  // namespace
 
@@ -50,7 +35,7 @@ Tensor mlstm_output_gate_cpu(const Tensor& h, const Tensor& x_conv, const Tensor
         const scalar_t *x_row = p.x_conv_row(r), *z_row = p.z_row(r);
         for (int64_t g = 0; g < p.NH; ++g) {
           const scalar_t* hs = p.h_segment(r, g);
-          const SegmentStats<scalar_t, acc_t> st(hs, DH, p.eps);
+          const FeatureStats<acc_t> st = feature_stats(hs, DH, p.eps);
           const int64_t o = g * DH;
           scalar_t* y_out = p.y + r * p.dim() + o;
           XLSTM_INDEPENDENT_ITERATIONS
@@ -92,7 +77,7 @@ Tensors5 mlstm_output_gate_backward_cpu(const Tensor& dy, const Tensor& h, const
           scalar_t *dx_row = p.dx_conv + r * D, *dz_row = p.dz + r * D;
           for (int64_t g = 0; g < p.NH; ++g) {
             const scalar_t* hs = p.h_segment(r, g);
-            const SegmentStats<scalar_t, acc_t> st(hs, DH, p.eps);
+            const FeatureStats<acc_t> st = feature_stats(hs, DH, p.eps);
             const int64_t o = g * DH;
             acc_t *hn = normed.data(), *dhn = d_normed.data();
             XLSTM_INDEPENDENT_ITERATIONS
