@@ -11,15 +11,17 @@
 
 namespace xlstm {
 
-// mean and ρ of one head's segment of DH features, in every lane of the warp.
+// mean and ρ of one head's segment of DH features, in every lane of the warp; the mean summed
+// relative to x[0], as the CPU kernels' feature_stats (equal features give exact zeros).
 template <typename scalar_t>
 struct WarpSegmentStats {
   float mean, rstd;
   __device__ WarpSegmentStats(const scalar_t* x, int64_t n, float eps) {
     const int lane = threadIdx.x;
+    const float shift = static_cast<float>(x[0]);
     float sum = 0.f;
-    for (int64_t j = lane; j < n; j += warpSize) sum += static_cast<float>(x[j]);
-    mean = warp_sum(sum) / static_cast<float>(n);
+    for (int64_t j = lane; j < n; j += warpSize) sum += static_cast<float>(x[j]) - shift;
+    mean = shift + warp_sum(sum) / static_cast<float>(n);
     float sq = 0.f;
     for (int64_t j = lane; j < n; j += warpSize) {
       const float d = static_cast<float>(x[j]) - mean;
