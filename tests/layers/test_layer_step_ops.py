@@ -100,45 +100,6 @@ def test_mlstm_fused_step_equals_composed_float32(config):
                 assert_close(name, out, truth, composed.detach())
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("config", MLSTM_CONFIGS[:3], ids=str)
-def test_mlstm_fused_steps_equal_forward(config, dtype):
-    gen = generator("mlstm-fused-steps-forward", config, dtype)
-    layer, B, E = make_mlstm(config, gen, dtype)
-    x = randn(gen, B, 9, E, dtype=dtype)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-    with torch.no_grad():
-        y, state = layer(x)
-        step_state, ys = None, []
-        for t in range(x.shape[1]):
-            y_t, step_state = layer.step(x[:, t], step_state)
-            ys.append(y_t)
-    # Relative over the tensor: a 3-wide head's norm amplifies single roundings.
-    assert rel_err(torch.stack(ys, 1), y) < (1e-5 if dtype == torch.float32 else 1e-10)
-    for a, b in zip(state_tensors(step_state), state_tensors(state)):
-        torch.testing.assert_close(a, b, **tol)
-
-
-def test_mlstm_step_takes_fused_op_only_without_autograd(monkeypatch):
-    gen = generator("mlstm-fused-step-dispatch")
-    layer, B, E = make_mlstm(MLSTM_CONFIGS[0], gen, torch.float32)
-    calls = []
-    fused = ops.mlstm_layer_step
-    monkeypatch.setattr(ops, "mlstm_layer_step", lambda *a, **k: calls.append(1) or fused(*a, **k))
-    x_t = randn(gen, B, E)
-    with torch.no_grad():
-        layer.step(x_t)
-    assert len(calls) == 1
-    y, _ = layer.step(x_t)  # grad mode, parameters requiring grad: the composed ops, differentiable
-    y.sum().backward()
-    assert len(calls) == 1 and layer.q.weight.grad is not None
-    layer.requires_grad_(False)
-    layer.step(x_t)  # grad mode, but nothing requires grad
-    assert len(calls) == 2
-    layer.step(x_t.requires_grad_())
-    assert len(calls) == 2
-
-
 def mlstm_op_args(dtype=torch.float32, B=3, E=32, NH=4, block=4, bias=True, K=4):
     layer, _, _ = make_mlstm((B, E, NH, 2.0, block, bias, K), generator("mlstm-op-args"), dtype)
     state = prefilled_state(layer, generator("mlstm-op-args-state"), B, E, dtype)
@@ -294,39 +255,6 @@ def test_slstm_fused_step_equals_composed_float32(config):
                 assert_close(f"output {j}", out, truth, composed.detach())
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("config", SLSTM_CONFIGS[:3], ids=str)
-def test_slstm_fused_steps_equal_forward(config, dtype):
-    gen = generator("slstm-fused-steps-forward", config, dtype)
-    layer, B, E = make_slstm(config, gen, dtype)
-    x = randn(gen, B, 9, E, dtype=dtype)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-    with torch.no_grad():
-        y, state = layer(x)
-        step_state, ys = None, []
-        for t in range(x.shape[1]):
-            y_t, step_state = layer.step(x[:, t], step_state)
-            ys.append(y_t)
-    assert rel_err(torch.stack(ys, 1), y) < (1e-5 if dtype == torch.float32 else 1e-10)
-    for a, b in zip(slstm_state_tensors(step_state), slstm_state_tensors(state)):
-        torch.testing.assert_close(a, b, **tol)
-
-
-def test_slstm_step_takes_fused_op_only_without_autograd(monkeypatch):
-    gen = generator("slstm-fused-step-dispatch")
-    layer, B, E = make_slstm(SLSTM_CONFIGS[0], gen, torch.float32)
-    calls = []
-    fused = ops.slstm_layer_step
-    monkeypatch.setattr(ops, "slstm_layer_step", lambda *a, **k: calls.append(1) or fused(*a, **k))
-    x_t = randn(gen, B, E)
-    with torch.no_grad():
-        layer.step(x_t)
-    assert len(calls) == 1
-    y, _ = layer.step(x_t)
-    y.sum().backward()
-    assert len(calls) == 1 and layer.cell.R.grad is not None
-
-
 def slstm_op_args(dtype=torch.float32, config=(3, 32, 4, 4)):
     layer, B, E = make_slstm(config, generator("slstm-op-args"), dtype)
     state = prefilled_state(layer, generator("slstm-op-args-state"), B, E, dtype)
@@ -416,3 +344,50 @@ def test_layer_step_ops_bitwise_equal_across_thread_counts(name):
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+
+
+# Both layers: token by token through the fused step against forward, and when the fused op runs.
+LAYERS = {"mlstm": (make_mlstm, MLSTM_CONFIGS, state_tensors, "mlstm_layer_step"),
+          "slstm": (make_slstm, SLSTM_CONFIGS, slstm_state_tensors, "slstm_layer_step")}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind, config", [(kind, c) for kind, spec in LAYERS.items() for c in spec[1][:3]], ids=str)
+def test_fused_steps_equal_forward(kind, config, dtype):
+    make, _, tensors_of, _ = LAYERS[kind]
+    gen = generator(f"{kind}-fused-steps-forward", config, dtype)
+    layer, B, E = make(config, gen, dtype)
+    x = randn(gen, B, 9, E, dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    with torch.no_grad():
+        y, state = layer(x)
+        step_state, ys = None, []
+        for t in range(x.shape[1]):
+            y_t, step_state = layer.step(x[:, t], step_state)
+            ys.append(y_t)
+    # Relative over the tensor: a 3-wide head's norm amplifies single roundings.
+    assert rel_err(torch.stack(ys, 1), y) < (1e-5 if dtype == torch.float32 else 1e-10)
+    for a, b in zip(tensors_of(step_state), tensors_of(state)):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_step_takes_fused_op_only_without_autograd(kind, monkeypatch):
+    make, configs, _, op_name = LAYERS[kind]
+    gen = generator(f"{kind}-fused-step-dispatch")
+    layer, B, E = make(configs[0], gen, torch.float32)
+    calls = []
+    fused = getattr(ops, op_name)
+    monkeypatch.setattr(ops, op_name, lambda *a, **k: calls.append(1) or fused(*a, **k))
+    x_t = randn(gen, B, E)
+    with torch.no_grad():
+        layer.step(x_t)
+    assert len(calls) == 1
+    y, _ = layer.step(x_t)  # grad mode, parameters requiring grad: the composed ops, differentiable
+    y.sum().backward()
+    assert len(calls) == 1 and all(p.grad is not None for p in layer.parameters())
+    layer.requires_grad_(False)
+    layer.step(x_t)  # grad mode, but nothing requires grad
+    assert len(calls) == 2
+    layer.step(x_t.requires_grad_())
+    assert len(calls) == 2
