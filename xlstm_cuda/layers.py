@@ -95,10 +95,9 @@ class MultiHeadNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h (..., NH, DH) -> (..., NH * DH): each head's features normalised (in float32, then back
-        to h's dtype), then scaled. The mLSTM layer applies it inside ops.mlstm_output_gate."""
-        # bf16 / fp16 h is normalised in float32; float32 and float64 h take no casts (a generation
-        # step pays for every op dispatch, even a no-op's).
+        """h (..., NH, DH) -> (..., NH * DH): each head's features normalised (bf16 / fp16 in float32,
+        then back to h's dtype), then scaled. The mLSTM layer applies it inside ops.mlstm_output_gate."""
+        # float32 and float64 h take no casts: a generation step pays for every op dispatch, even a no-op's.
         x = h.float() if h.dtype in (torch.bfloat16, torch.float16) else h
         y = F.layer_norm(x, h.shape[-1:], eps=self.eps)
         return (y if y.dtype == h.dtype else y.to(h.dtype)).flatten(-2) * self.weight

@@ -28,21 +28,9 @@ __device__ __forceinline__ void block_sum(float (&v)[N], float* scratch) {
   }
 }
 
-// Sums v over the rows (threadIdx.y) of a 2-D block for each column (threadIdx.x): the thread in
-// row 0 gets its column's total, the others 0. `scratch` holds blockDim.x * blockDim.y floats.
-// Every thread of the block must call it (it contains barriers).
-__device__ __forceinline__ float block_column_sum(float v, float* scratch) {
-  scratch[threadIdx.y * blockDim.x + threadIdx.x] = v;
-  __syncthreads();
-  float total = 0.f;
-  if (threadIdx.y == 0)
-    for (unsigned y = 0; y < blockDim.y; ++y) total += scratch[y * blockDim.x + threadIdx.x];
-  __syncthreads();  // scratch may be reused by the next call
-  return total;
-}
-
-// block_column_sum of N values per thread at once (two barriers in all): `scratch` holds
-// N * blockDim.x * blockDim.y floats.
+// Sums each of N values per thread over the rows (threadIdx.y) of a 2-D block, for each column
+// (threadIdx.x): the threads in row 0 get their column's totals, the others 0 (two barriers in
+// all). `scratch` holds N * blockDim.x * blockDim.y floats. Every thread of the block must call it.
 template <int N>
 __device__ __forceinline__ void block_column_sums(float (&v)[N], float* scratch) {
   const unsigned threads = blockDim.x * blockDim.y, self = threadIdx.y * blockDim.x + threadIdx.x;

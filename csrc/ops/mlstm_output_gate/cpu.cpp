@@ -58,14 +58,7 @@ Tensors5 mlstm_output_gate_backward_cpu(const Tensor& dy, const Tensor& h, const
   Tensor partial = at::zeros({tiles, 2, D}, in.w.options());  // per tile: d norm_weight, d skip
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, in.h.scalar_type(), "mlstm_output_gate_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    auto p = mlstm_output_gate_params<scalar_t, acc_t>(in);
-    p.dy = t.dy.data_ptr<scalar_t>();
-    p.dh = t.dh.data_ptr<scalar_t>();
-    p.dh_b = t.dh.stride(0);
-    p.dh_s = t.dh.stride(1);
-    p.dh_h = t.dh.stride(2);
-    p.dx_conv = t.dx_conv.data_ptr<scalar_t>();
-    p.dz = t.dz.data_ptr<scalar_t>();
+    const auto p = mlstm_output_gate_backward_params<scalar_t, acc_t>(in, t);
     acc_t* partial_all = partial.data_ptr<acc_t>();
     at::parallel_for(0, tiles, 1, [&](int64_t tile_first, int64_t tile_last) {
       const int64_t DH = p.DH;

@@ -55,14 +55,7 @@ Tensors5 mlstm_output_gate_backward_cuda(const Tensor& dy, const Tensor& h, cons
   const RowTiles tiles = row_tiles(in.B * in.S, 64);
   Tensor partial = empty_output({tiles.count, 2, in.NH * in.DH}, in.w.options());
   XLSTM_DISPATCH_KERNEL_TYPES(in.h.scalar_type(), "mlstm_output_gate_backward_cuda", [&] {
-    auto p = mlstm_output_gate_params<scalar_t, float>(in);
-    p.dy = t.dy.data_ptr<scalar_t>();
-    p.dh = t.dh.data_ptr<scalar_t>();
-    p.dh_b = t.dh.stride(0);
-    p.dh_s = t.dh.stride(1);
-    p.dh_h = t.dh.stride(2);
-    p.dx_conv = t.dx_conv.data_ptr<scalar_t>();
-    p.dz = t.dz.data_ptr<scalar_t>();
+    const auto p = mlstm_output_gate_backward_params<scalar_t, float>(in, t);
     launch_kernel(mlstm_output_gate_bwd_kernel<scalar_t>, segment_grid(in, tiles), dim3(32, warps),
                   warps * warp_bytes, scope.stream(), p, tiles.rows_per_tile, partial.data_ptr<float>());
   });

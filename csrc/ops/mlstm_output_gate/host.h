@@ -95,4 +95,20 @@ inline MlstmOutputGateBackwardTensors mlstm_output_gate_backward_tensors(const M
   return {dy.contiguous(), dh, mlstm_output_gate_output(in, alloc), mlstm_output_gate_output(in, alloc)};
 }
 
+// The params of the backward: the forward's, with the upstream gradient and the gradients' pointers
+// (dh in its own layout).
+template <typename scalar_t, typename acc_t>
+MlstmOutputGateParams<scalar_t, acc_t> mlstm_output_gate_backward_params(const MlstmOutputGateInputs& in,
+                                                                         const MlstmOutputGateBackwardTensors& t) {
+  MlstmOutputGateParams<scalar_t, acc_t> p = mlstm_output_gate_params<scalar_t, acc_t>(in);
+  p.dy = t.dy.data_ptr<scalar_t>();
+  p.dh = t.dh.data_ptr<scalar_t>();
+  p.dh_b = t.dh.stride(0);
+  p.dh_s = t.dh.stride(1);
+  p.dh_h = t.dh.stride(2);
+  p.dx_conv = t.dx_conv.data_ptr<scalar_t>();
+  p.dz = t.dz.data_ptr<scalar_t>();
+  return p;
+}
+
 }  // namespace xlstm
