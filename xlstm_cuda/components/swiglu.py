@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear
+
 
 def round_up(x: float, multiple: int) -> int:
     """floor((x + multiple - 1) / multiple) · multiple: for an integer x the smallest multiple >= x; a
@@ -28,11 +30,11 @@ class SwiGLU(nn.Module):
             raise ValueError(f"SwiGLU: dim and proj_factor must be positive, got {dim}, {proj_factor}")
         self.dim, self.inner, self.fused = dim, round_up(dim * proj_factor, round_to), fused
         if fused:
-            self.proj_up_gate_z = nn.Linear(dim, 2 * self.inner, bias=bias)
+            self.proj_up_gate_z = Linear(dim, 2 * self.inner, bias=bias)
         else:
-            self.proj_up_gate = nn.Linear(dim, self.inner, bias=bias)
-            self.proj_up = nn.Linear(dim, self.inner, bias=bias)
-        self.proj_down = nn.Linear(self.inner, dim, bias=bias)
+            self.proj_up_gate = Linear(dim, self.inner, bias=bias)
+            self.proj_up = Linear(dim, self.inner, bias=bias)
+        self.proj_down = Linear(self.inner, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., dim) -> (..., dim)."""

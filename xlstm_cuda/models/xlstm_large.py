@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..components.linear import Linear
 from ..components.rms_norm import MultiHeadLayerNorm, RMSNorm
 from ..components.soft_cap import soft_cap, soft_cap_
 from ..components.swiglu import SwiGLU
@@ -183,18 +184,18 @@ class xLSTMLargeLayer(nn.Module):
         D, NH, bias = config.embedding_dim, config.num_heads, config.use_bias
         self.splits = (config.qk_dim, config.qk_dim, config.v_dim, config.v_dim)
         if config.weight_mode == "fused":
-            self.qkv_opreact = nn.Linear(D, sum(self.splits), bias=bias)
-            self.ifgate_preact = nn.Linear(D, 2 * NH, bias=True)
+            self.qkv_opreact = Linear(D, sum(self.splits), bias=bias)
+            self.ifgate_preact = Linear(D, 2 * NH, bias=True)
         else:
-            self.q = nn.Linear(D, config.qk_dim, bias=bias)
-            self.k = nn.Linear(D, config.qk_dim, bias=bias)
-            self.v = nn.Linear(D, config.v_dim, bias=bias)
-            self.ogate_preact = nn.Linear(D, config.v_dim, bias=bias)
-            self.igate_preact = nn.Linear(D, NH, bias=True)
-            self.fgate_preact = nn.Linear(D, NH, bias=True)
+            self.q = Linear(D, config.qk_dim, bias=bias)
+            self.k = Linear(D, config.qk_dim, bias=bias)
+            self.v = Linear(D, config.v_dim, bias=bias)
+            self.ogate_preact = Linear(D, config.v_dim, bias=bias)
+            self.igate_preact = Linear(D, NH, bias=True)
+            self.fgate_preact = Linear(D, NH, bias=True)
         self.multihead_norm = MultiHeadLayerNorm(NH, config.v_head_dim, eps=config.norm_eps, use_bias=bias,
                                                  force_float32_reductions=config.norm_reduction_force_float32)
-        self.out_proj = nn.Linear(config.v_dim, D, bias=bias)
+        self.out_proj = Linear(config.v_dim, D, bias=bias)
 
     def _projections(self, x: torch.Tensor):
         if self.config.weight_mode == "fused":
@@ -276,20 +277,8 @@ class xLSTMLarge(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
         self.backbone = xLSTMLargeBackbone(config)
-        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.embedding_dim, config.vocab_size, bias=False)
         self.reset_parameters()
-        self._linears_column_major()
-
-    def _linears_column_major(self) -> None:
-        """Store every Linear's (out, in) weight column-major (its transpose contiguous): a token's
-        projection is then one GEMV over `in` contiguous rows of `out`, which MKL streams at about the
-        memory bandwidth; the row-major layout ran the LM head at a quarter of it and the wide block
-        projections at two thirds (BENCHMARKS.md). Prompt-length GEMMs run at the same rate in both
-        layouts. Values and shapes are unchanged; a weight already so is kept (not copied)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear) and not module.weight.t().is_contiguous():
-                weight = module.weight
-                module.weight = nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -482,10 +471,9 @@ def _empty_model(config: xLSTMLargeConfig) -> xLSTMLarge:
 
 def model_from_tensors(config: xLSTMLargeConfig, tensors: dict[str, torch.Tensor]) -> xLSTMLarge:
     """A model of `config` whose parameters are `tensors` (named as its state dict, in its weight mode;
-    not copied, except row-major Linear weights into their column-major layout)."""
+    not copied)."""
     model = _empty_model(config)
     model.load_state_dict(tensors, assign=True)
-    model._linears_column_major()
     return model
 
 
