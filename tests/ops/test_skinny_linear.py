@@ -1,7 +1,7 @@
 """ops.skinny_linear (CPU only, no autograd: the decode steps' products) and the components' Linear
 that dispatches to it: against a float64 product on odd shapes (every register-block remainder of
-weight rows, x rows and K), strided inputs, thread counts, torch.compile, when the Linear takes the
-op, and clear errors for bad inputs."""
+weight rows, x rows and K), bfloat16 against F.linear's own rounding, strided inputs, thread
+counts, torch.compile, when the Linear takes the op, and clear errors for bad inputs."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,21 @@ def test_skinny_linear_matches_float64_product(shape, dtype):
         out = ops.skinny_linear(x, weight, b)
         assert out.shape == (M, N) and out.dtype == dtype and out.is_contiguous()
         assert rel_err(out, reference(x, weight, b)) < bound
+
+
+@pytest.mark.parametrize("shape", SHAPES[:8], ids=str)
+def test_skinny_linear_bfloat16_within_one_rounding(shape):
+    """bfloat16 x, weight and bias, float32 products: no further from the float64 product of the same
+    bfloat16 values than F.linear in bfloat16 (1.5x margin: summation orders differ) and a
+    bfloat16 rounding."""
+    M, N, K = shape
+    gen = generator("skinny-bf16", shape)
+    x, weight, bias = (randn(gen, *s, dtype=torch.bfloat16) for s in ((M, K), (N, K), (N,)))
+    for b in (bias, None):
+        out = ops.skinny_linear(x, weight, b)
+        assert out.shape == (M, N) and out.dtype == torch.bfloat16
+        exact = reference(x, weight, b)
+        assert rel_err(out, exact) <= max(1.5 * rel_err(F.linear(x, weight, b), exact), 2 ** -8)
 
 
 def test_skinny_linear_keeps_leading_dimensions():
@@ -88,8 +103,9 @@ def bad_calls():
     x, weight, bias = randn(gen, 2, 8), randn(gen, 6, 8), randn(gen, 6)
     return [
         ("scalar x", dict(x=x[0, 0]), "x must have shape"),
-        ("integer x", dict(x=x.long()), "x must be float32 or float64"),
-        ("half x", dict(x=x.half(), weight=weight.half(), bias=None), "x must be float32 or float64"),
+        ("integer x", dict(x=x.long()), "x must be float32, float64 or bfloat16"),
+        ("half x", dict(x=x.half(), weight=weight.half(), bias=None), "x must be float32, float64 or bfloat16"),
+        ("bfloat16 weight", dict(weight=weight.bfloat16()), "weight"),
         ("weight rank", dict(weight=weight[0]), "weight must have shape"),
         ("in_features", dict(weight=weight[:, :7]), "weight must have shape"),
         ("weight dtype", dict(weight=weight.double()), "weight"),
@@ -110,9 +126,9 @@ def test_skinny_linear_bad_inputs_raise_clear_errors(case):
 
 
 def test_linear_takes_skinny_op_only_where_it_applies(monkeypatch):
-    """Few CPU rows without autograd: the op; grad mode with a parameter that needs it, more rows than
-    SKINNY_MAX_ROWS, float16 / bfloat16, a transposed weight: F.linear. Both give F.linear's values,
-    and gradients flow through the fallback."""
+    """Few CPU rows without autograd: the op (up to SKINNY_MAX_ROWS in float32, one row in bfloat16);
+    grad mode with a parameter that needs it, more rows, two bfloat16 rows, float16, a transposed
+    weight: F.linear. Both give F.linear's values, and gradients flow through the fallback."""
     gen = generator("linear-dispatch")
     layer = Linear(48, 20)
     calls = []
@@ -124,15 +140,18 @@ def test_linear_takes_skinny_op_only_where_it_applies(monkeypatch):
         assert len(calls) == 1
         assert rel_err(y, reference(x, layer.weight, layer.bias)) < 1e-6
         layer(randn(gen, SKINNY_MAX_ROWS + 1, 48))
-        layer.to(torch.bfloat16)(x.bfloat16())
-        layer.float()
         linear(x, layer.weight.t().contiguous().t(), layer.bias)
-    assert len(calls) == 1
+        layer.to(torch.float16)(x.half())
+        layer.to(torch.bfloat16)(x.bfloat16())  # three rows
+        assert len(calls) == 1
+        layer(x[:1].bfloat16())
+        assert len(calls) == 2
+        layer.float()
     y = layer(x)
     y.sum().backward()
-    assert len(calls) == 1 and layer.weight.grad is not None and layer.bias.grad is not None
+    assert len(calls) == 2 and layer.weight.grad is not None and layer.bias.grad is not None
     layer.requires_grad_(False)
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-6)
-    assert len(calls) == 2  # grad mode, but nothing needs a gradient
+    assert len(calls) == 3  # grad mode, but nothing needs a gradient
     layer(x.clone().requires_grad_())
-    assert len(calls) == 2
+    assert len(calls) == 3

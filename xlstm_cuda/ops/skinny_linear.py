@@ -18,9 +18,12 @@ def skinny_linear(op, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     """F.linear(x, weight, bias) for x (..., in_features) with few rows (a decode step's tokens):
     weight (out_features, in_features) row-major (unit stride along in_features; a transposed
     weight raises rather than being copied every call), bias (out_features) or None; one dtype,
-    float32 or float64, on the CPU (no CUDA kernel). Each thread reads its share of the weight's
+    float32, float64 or bfloat16 (computed in float32, the weight widened as it is read, the
+    output rounded once), on the CPU (no CUDA kernel). Each thread reads its share of the weight's
     rows once, in order, against every row of x: about the memory bandwidth on one thread and more
-    on two, where MKL's GEMV over the same weight reads at 35-85 % of that rate on one thread and
-    no faster on two (BENCHMARKS.md). Any number of rows is correct; past 16-32 rows a BLAS GEMM
-    is faster. No autograd. Returns (..., out_features)."""
+    on two, where MKL's GEMV over the same float32 weight reads at 35-85 % of that rate on one
+    thread and no faster on two, and torch's bfloat16 GEMV at about half of it (BENCHMARKS.md).
+    Any number of rows is correct; past 16-32 float32 rows a BLAS GEMM is faster, and past one
+    bfloat16 row oneDNN's bfloat16 products are. No autograd. Returns (..., out_features).
+    """
     return op(x, weight, bias)
