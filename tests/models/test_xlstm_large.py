@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from xlstm.xlstm_large import model as reference
 
 from conftest import generator, rel_err
+from xlstm_cuda import ops
 from xlstm_cuda.integrations.transformers import (OpsBackend, state_from_cache, state_to_cache, to_transformers, to_xlstm_large,
                                                   use_xlstm_cuda_kernels)
 from xlstm_cuda.models.xlstm_large import xLSTMLarge, xLSTMLargeConfig, xLSTMLargeState, sample_token
@@ -345,15 +346,22 @@ def test_input_checks(ours):
 
 # ---- transformers integration -------------------------------------------------------------------
 
-def test_transformers_runs_on_our_ops(hf_model):
+def test_transformers_runs_on_our_ops(hf_model, monkeypatch):
     x = ids("integration", 2, 45, 97)
     patched = use_xlstm_cuda_kernels(copy.deepcopy(hf_model))
     assert all(isinstance(b.mlstm_layer.mlstm_backend, OpsBackend) for b in patched.backbone.blocks)
+    assert patched.state_dict().keys() == hf_model.state_dict().keys()
+    assert not any(type(m) is torch.nn.Linear for m in patched.modules())
+    calls = []
+    skinny = ops.skinny_linear
+    monkeypatch.setattr(ops, "skinny_linear", lambda *a, **k: calls.append(1) or skinny(*a, **k))
     with torch.no_grad():
         assert rel_err(patched(x).logits, hf_model(x).logits) < TOL
+        assert not calls  # 2 x 45 rows: F.linear
         prompt = x[:1, :13]
         assert torch.equal(patched.generate(prompt, max_new_tokens=16, do_sample=False),
                            hf_model.generate(prompt, max_new_tokens=16, do_sample=False))
+        assert calls  # the decode steps' products
     with pytest.raises(ValueError, match="no mLSTM layer"):
         use_xlstm_cuda_kernels(torch.nn.Linear(2, 2))
 

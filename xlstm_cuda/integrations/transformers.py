@@ -2,7 +2,8 @@
 
 - `use_xlstm_cuda_kernels(model)`: the loaded transformers model (or the reference package's
   `xlstm.xlstm_large.xLSTMLarge`) keeps its modules but runs its mLSTM cells on `ops.mlstm_chunkwise`
-  and `ops.mlstm_step`, so that its own forward and `generate` use them.
+  and `ops.mlstm_step`, and its Linear layers' decode steps on `ops.skinny_linear`, so that its own
+  forward and `generate` use them.
 - `to_xlstm_large(model)` / `to_transformers(model)`: convert between transformers' model and ours;
   `state_from_cache(cache)` / `state_to_cache(state, cache)`: between its xLSTMCache and our state.
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..components.linear import Linear
 from ..models import xlstm_large_checkpoint as checkpoint
 from ..models.xlstm_large import model_from_tensors, xLSTMLarge, xLSTMLargeConfig, xLSTMLargeState
 
@@ -62,7 +64,9 @@ class OpsBackend(nn.Module):
 def use_xlstm_cuda_kernels(model: nn.Module) -> nn.Module:
     """Make a transformers `xLSTMForCausalLM` / `xLSTMModel` (or a reference `xlstm_large.xLSTMLarge`)
     run its mLSTM cells on this library's ops, in place; returns the model. Every submodule's
-    `mlstm_backend` is replaced by an OpsBackend with that backend's chunk_size and eps."""
+    `mlstm_backend` is replaced by an OpsBackend with that backend's chunk_size and eps, and every
+    plain `nn.Linear` becomes a `components.Linear` (the same module, parameters and state dict;
+    on the CPU its decode steps run ops.skinny_linear, everything else F.linear as before)."""
     layers = [module for module in model.modules() if isinstance(getattr(module, "mlstm_backend", None), nn.Module)]
     if not layers:
         raise ValueError(f"use_xlstm_cuda_kernels: {type(model).__name__} has no mLSTM layer with an mlstm_backend "
@@ -76,6 +80,9 @@ def use_xlstm_cuda_kernels(model: nn.Module) -> nn.Module:
     for layer in layers:
         backend_config = getattr(layer.mlstm_backend, "config", None)
         layer.mlstm_backend = OpsBackend(getattr(backend_config, "chunk_size", 64), getattr(backend_config, "eps", 1e-6))
+    for module in model.modules():
+        if type(module) is nn.Linear:  # exactly: a subclass (quantized, adapters) keeps its own forward
+            module.__class__ = Linear
     return model
 
 
