@@ -7,7 +7,6 @@
 // to read, the same float32 products.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 
 #include "cpu/simd.h"
