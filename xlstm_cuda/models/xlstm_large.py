@@ -170,6 +170,45 @@ class xLSTMLargeState:
                 raise ValueError(f"state: block {index}'s (C, n, m) have shapes {shapes}, expected {expected}")
 
 
+# The parameters ops.xlstm_large_block_step reads, in its argument order, by weight mode: the maps
+# that are one weight or several (q, k, v, o; the gates; their biases; the SwiGLU's up maps), then
+# the norms, out projection and down projection.
+_FUSED_STEP_WEIGHTS = {
+    "fused": ("mlstm_layer.qkv_opreact.weight", "mlstm_layer.ifgate_preact.weight", "mlstm_layer.ifgate_preact.bias",
+              "ffn.proj_up_gate_z.weight"),
+    "single": ("mlstm_layer.q.weight", "mlstm_layer.k.weight", "mlstm_layer.v.weight", "mlstm_layer.ogate_preact.weight",
+               "mlstm_layer.igate_preact.weight", "mlstm_layer.fgate_preact.weight", "mlstm_layer.igate_preact.bias",
+               "mlstm_layer.fgate_preact.bias", "ffn.proj_up_gate.weight", "ffn.proj_up.weight"),
+}
+_FUSED_STEP_WEIGHTS = {mode: names + ("norm_mlstm.weight", "mlstm_layer.multihead_norm.weight",
+                                      "mlstm_layer.out_proj.weight", "norm_ffn.weight", "ffn.proj_down.weight")
+                       for mode, names in _FUSED_STEP_WEIGHTS.items()}
+
+
+def parameter(module: nn.Module, name: str) -> torch.Tensor:
+    """module.get_parameter(name), read from the modules' dicts: nn.Module.__getattr__ costs about
+    a microsecond a lookup, and a decode token looks up dozens."""
+    *path, last = name.split(".")
+    for child in path:
+        module = module._modules[child]
+    return module._parameters[last]
+
+
+def fused_decode_dtype(config: xLSTMLargeConfig, x: torch.Tensor) -> bool:
+    """Whether the fused decode ops (ops.xlstm_large_block_step, ops.xlstm_large_head_step) compute
+    for x what the modules compute: CPU float32, or float64 where the norms do not reduce in float32."""
+    return x.device.type == "cpu" and (x.dtype == torch.float32 or (x.dtype == torch.float64
+                                                                   and not config.norm_reduction_force_float32))
+
+
+def fused_decode_applies(x: torch.Tensor, weights: list[torch.Tensor]) -> bool:
+    """The fused decode ops take x and weights: one dtype, row-major weights, no gradient to record
+    (they have no autograd)."""
+    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
+        return False
+    return all(w.dtype == x.dtype and w.stride(-1) == 1 for w in weights)
+
+
 class xLSTMLargeLayer(nn.Module):
     """The mLSTM layer of xLSTM 7B: q, k (D -> qk_dim), v and the output gate o (D -> v_dim), the input
     and forget gates (D -> NH, with bias) soft-capped at gate_soft_cap; the mLSTM cell per head; a
@@ -245,10 +284,42 @@ class xLSTMLargeBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, state: CellState | None = None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, CellState]:
-        """As xLSTMLargeLayer.forward, for the whole block."""
+        """As xLSTMLargeLayer.forward, for the whole block. A decode step (one unmasked token) of a
+        model without biases on CPU float32 tensors, with no gradient to record, runs as one op
+        (ops.xlstm_large_block_step: the same math, without the ~20 library calls' overhead); so does
+        float64 where the norms do not reduce in float32 (norm_reduction_force_float32=False)."""
+        weights = self._fused_step_weights(x) if x.shape[1] == 1 and mask is None else None
+        if weights is not None:
+            return self._fused_step(x, state, weights)
         y, state = self.mlstm_layer(self.norm_mlstm(x), state, mask)
         x = x + y
         return x + self.ffn(self.norm_ffn(x)), state
+
+    def _fused_step_weights(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        """The weights ops.xlstm_large_block_step reads, in its argument order, where it applies to x."""
+        config = self.mlstm_layer.config
+        if config.use_bias or not fused_decode_dtype(config, x):
+            return None
+        names = _FUSED_STEP_WEIGHTS[config.weight_mode]
+        weights = [parameter(self, name) for name in names]
+        return weights if fused_decode_applies(x, weights) else None
+
+    def _fused_step(self, x: torch.Tensor, state: CellState | None,
+                    weights: list[torch.Tensor]) -> tuple[torch.Tensor, CellState]:
+        config = self.mlstm_layer.config
+        B = x.shape[0]
+        if state is None:
+            NH, DK, DV = config.num_heads, config.qk_head_dim, config.v_head_dim
+            state = (x.new_zeros(B, NH, DK, DV), x.new_zeros(B, NH, DK), x.new_zeros(B, NH))
+        lists, start = [], 0  # q, k, v, o; the gates; their biases; the SwiGLU's up maps
+        for count in (4, 2, 2, 2) if config.weight_mode == "single" else (1, 1, 1, 1):
+            lists.append(weights[start:start + count])
+            start += count
+        qkvo, gates, biases, up = lists
+        norm_mlstm, head_norm, out, norm_ffn, down = weights[start:]
+        y, state = ops.xlstm_large_block_step(x.view(B, -1), norm_mlstm, qkvo, gates, biases, head_norm, out, norm_ffn,
+                                              up, down, state, config.gate_soft_cap, config.norm_eps, config.eps)
+        return y.view(B, 1, -1), state
 
 
 class xLSTMLargeBackbone(nn.Module):
@@ -356,11 +427,21 @@ class xLSTMLarge(nn.Module):
                 x, cells[index] = block(x, cells[index], mask)
             if last_logits_only and start + step < S:
                 continue
-            x = self.backbone.out_norm(x[:, -1:] if last_logits_only else x)
-            chunk = self.lm_head(x).float()
-            cap = soft_cap_ if not (torch.is_grad_enabled() and chunk.requires_grad) else soft_cap
-            logits.append(cap(chunk, self.config.output_logit_soft_cap))
+            logits.append(self._logits(x[:, -1:] if last_logits_only else x))
         return (logits[0] if len(logits) == 1 else torch.cat(logits, dim=1)), xLSTMLargeState(cells)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 soft-capped logits of the last block's output x (B, S, D); one token without
+        gradients on the CPU as one op (ops.xlstm_large_head_step)."""
+        config, norm = self.config, self.backbone.out_norm
+        if (x.shape[1] == 1 and isinstance(norm, RMSNorm) and norm.bias is None and norm.weight is not None
+                and fused_decode_dtype(config, x) and fused_decode_applies(x, [norm.weight, self.lm_head.weight])):
+            B = x.shape[0]
+            return ops.xlstm_large_head_step(x.view(B, -1), norm.weight, self.lm_head.weight, config.norm_eps,
+                                             config.output_logit_soft_cap).view(B, 1, -1).float()
+        chunk = self.lm_head(norm(x)).float()
+        cap = soft_cap_ if not (torch.is_grad_enabled() and chunk.requires_grad) else soft_cap
+        return cap(chunk, config.output_logit_soft_cap)
 
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

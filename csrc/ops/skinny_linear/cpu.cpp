@@ -1,33 +1,15 @@
-// skinny_linear on the CPU: the checks, and the weight's rows split over the threads (math.h).
+// skinny_linear on the CPU: the checks, and the weight's rows split over the threads (parallel.h).
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
-#include <algorithm>
 #include <optional>
 #include <type_traits>
 #include <vector>
 
 #include "common/checks.h"
 #include "common/registration.h"
-#include "ops/skinny_linear/math.h"
+#include "ops/skinny_linear/parallel.h"
 
 namespace xlstm {
-
-namespace {
-
-// The weight's rows split over the threads: blocks of kWeightRows rows, a thread's share at least
-// 64 KiB of weight so that small maps stay on one thread.
-template <typename T, typename W>
-void skinny_linear_run(const SkinnyLinearParams<T, W>& p) {
-  constexpr int64_t kRows = skinny_linear::kWeightRows;
-  const int64_t blocks = (p.N + kRows - 1) / kRows;
-  const int64_t grain = std::max<int64_t>(1, (64 << 10) / (kRows * std::max<int64_t>(p.K, 1) * int64_t(sizeof(W))));
-  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    skinny_linear::rows(p, b0 * kRows, std::min(b1 * kRows, p.N));
-  });
-}
-
-}  // namespace
 
 at::Tensor skinny_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   const char* op = "skinny_linear";
@@ -60,19 +42,19 @@ at::Tensor skinny_linear_cpu(const at::Tensor& x, const at::Tensor& weight, cons
       p.x = rows.data_ptr<T>();
       p.bias = b.defined() ? b.data_ptr<T>() : nullptr;
       p.y = y.data_ptr<T>();
-      p.M = M, p.N = N, p.K = K, p.x_stride = rows.stride(0), p.weight_stride = weight.stride(0);
+      p.M = M, p.N = N, p.K = K, p.x_stride = rows.stride(0), p.weight_stride = weight.stride(0), p.y_stride = N;
     };
     if (dt == at::kBFloat16) {
       SkinnyLinearParams<float, uint16_t> p;
       fill(p);
       p.weight = reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>());
-      skinny_linear_run(p);
+      skinny_linear_parallel(&p, 1);
     } else {
       AT_DISPATCH_FLOATING_TYPES(dt, "skinny_linear", [&] {
         SkinnyLinearParams<scalar_t> p;
         fill(p);
         p.weight = weight.data_ptr<scalar_t>();
-        skinny_linear_run(p);
+        skinny_linear_parallel(&p, 1);
       });
     }
   }

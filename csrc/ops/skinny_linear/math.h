@@ -18,8 +18,8 @@ struct SkinnyLinearParams {
   const T* x;       // (M, K), rows x_stride apart, unit stride along K
   const W* weight;  // (N, K), rows weight_stride apart, unit stride along K: T, or bfloat16 bits for T = float
   const T* bias;    // (N), or null
-  T* y;             // (M, N), dense
-  int64_t M = 0, N = 0, K = 0, x_stride = 0, weight_stride = 0;
+  T* y;             // (M, N), rows y_stride apart (N: dense; more: columns of a wider output)
+  int64_t M = 0, N = 0, K = 0, x_stride = 0, weight_stride = 0, y_stride = 0;
 };
 
 namespace skinny_linear {
@@ -131,7 +131,7 @@ inline void block(const SkinnyLinearParams<T, W>& p, int64_t n, int64_t m) {
     for (int s = 0; s < kCols; ++s) {
       T sum = sum_lanes<T>(acc[r][s]);
       for (int64_t k = K1; k < K; ++k) sum += weight_value(w[r] + k) * x[s][k];
-      p.y[(m + s) * p.N + n + r] = p.bias != nullptr ? sum + p.bias[n + r] : sum;
+      p.y[(m + s) * p.y_stride + n + r] = p.bias != nullptr ? sum + p.bias[n + r] : sum;
     }
 }
 
