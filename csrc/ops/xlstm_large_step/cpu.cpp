@@ -43,9 +43,10 @@ void check_cap(std::optional<double> cap, const char* op, const char* name) {
 }
 
 // A weight of `rows` x `cols` in x's dtype, row-major (skinny_linear streams its rows).
-void check_weight(const Tensor& w, const char* name, int64_t rows, int64_t cols, const Tensor& x, const char* like) {
-  check_tensor(w, kOp, name, {rows, cols}, x.scalar_type(), x.device(), like);
-  TORCH_CHECK(w.stride(1) == 1 || cols == 1, kOp, ": ", name,
+void check_weight(const Tensor& w, const char* op, const char* name, int64_t rows, int64_t cols, const Tensor& x,
+                  const char* like) {
+  check_tensor(w, op, name, {rows, cols}, x.scalar_type(), x.device(), like);
+  TORCH_CHECK(w.stride(1) == 1 || cols == 1, op, ": ", name,
               " must be row-major (unit stride along in_features), got strides ", w.strides());
 }
 
@@ -58,10 +59,10 @@ int64_t check_row_parts(at::TensorList weights, const char* name, std::initializ
   TORCH_CHECK(weights.size() == 1 || weights.size() == part_rows.size(), kOp, ": ", name, " must hold 1 weight (",
               total, " rows) or ", part_rows.size(), " (their rows in order), got ", weights.size());
   if (weights.size() == 1) {
-    check_weight(weights[0], name, total, cols, x, like);
+    check_weight(weights[0], kOp, name, total, cols, x, like);
   } else {
     size_t j = 0;
-    for (int64_t r : part_rows) check_weight(weights[j++], name, r, cols, x, like);
+    for (int64_t r : part_rows) check_weight(weights[j++], kOp, name, r, cols, x, like);
   }
   return total;
 }
@@ -105,10 +106,10 @@ BlockSizes check_inputs(const Tensor& x, const Tensor& norm_mlstm_weight, at::Te
   TORCH_CHECK(QK > 0 && QK % NH == 0, kOp, ": qkvo_weights give qk_dim = ", QK, ", which NH = ", NH,
               " heads must divide");
   check_row_parts(qkvo_weights, "qkvo_weights", {QK, QK, V, V}, D, x, "q, k, v, o rows, [D] columns like x");
-  check_weight(out_weight, "out_weight", D, V, x, "[D, NH * DHV]");
+  check_weight(out_weight, kOp, "out_weight", D, V, x, "[D, NH * DHV]");
   check_rank(down_weight, kOp, "down_weight", 2, "[D, inner]");
   const int64_t inner = down_weight.size(1);
-  check_weight(down_weight, "down_weight", D, inner, x, "[D, inner]");
+  check_weight(down_weight, kOp, "down_weight", D, inner, x, "[D, inner]");
   check_row_parts(up_weights, "up_weights", {inner, inner}, D, x, "the SwiGLU's gate then up rows, [D] columns");
 
   const int64_t DK = QK / NH, DV = V / NH;
@@ -228,9 +229,7 @@ Tensor xlstm_large_head_step_cpu(const Tensor& x_in, const Tensor& norm_weight, 
   check_tensor(norm_weight, op, "norm_weight", {D}, dt, x_in.device(), "[D], x's dtype");
   check_rank(head_weight, op, "head_weight", 2, "[vocab_size, D]");
   const int64_t V = head_weight.size(0);
-  check_tensor(head_weight, op, "head_weight", {V, D}, dt, x_in.device(), "[vocab_size, D], x's dtype");
-  TORCH_CHECK(head_weight.stride(1) == 1 || D == 1, op,
-              ": head_weight must be row-major (unit stride along D), got strides ", head_weight.strides());
+  check_weight(head_weight, op, "head_weight", V, D, x_in, "[vocab_size, D], x's dtype");
   const Tensor x = x_in.contiguous(), norm = norm_weight.contiguous();
   Tensor logits = at::empty({B, V}, x.options()), normed = at::empty({B, D}, x.options());
   AT_DISPATCH_FLOATING_TYPES(dt, kHeadOp, [&] {
