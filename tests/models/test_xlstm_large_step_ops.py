@@ -159,6 +159,15 @@ def test_model_takes_fused_ops_only_where_they_apply(monkeypatch):
     model.requires_grad_(False)
     model(token)  # grad mode, but nothing needs a gradient
     assert len(calls) == 6
+    with torch.no_grad():
+        _, state = model(token)
+    assert len(calls) == 8
+    C, n, m = (t.clone().requires_grad_() for t in state.cells[0])
+    state.cells[0] = (C, n, m)
+    logits, _ = model(token, state)  # a gradient wanted through block 0's state, hence block 1's input
+    assert len(calls) == 8
+    logits.sum().backward()
+    assert all(t.grad is not None and bool(t.grad.abs().sum() > 0) for t in (C, n))
 
 
 def test_generate_with_fused_steps_equals_composed(monkeypatch):

@@ -170,19 +170,19 @@ class xLSTMLargeState:
                 raise ValueError(f"state: block {index}'s (C, n, m) have shapes {shapes}, expected {expected}")
 
 
-# The parameters ops.xlstm_large_block_step reads, in its argument order, by weight mode: the maps
-# that are one weight or several (q, k, v, o; the gates; their biases; the SwiGLU's up maps), then
-# the norms, out projection and down projection.
-_FUSED_STEP_WEIGHTS = {
-    "fused": ("mlstm_layer.qkv_opreact.weight", "mlstm_layer.ifgate_preact.weight", "mlstm_layer.ifgate_preact.bias",
-              "ffn.proj_up_gate_z.weight"),
-    "single": ("mlstm_layer.q.weight", "mlstm_layer.k.weight", "mlstm_layer.v.weight", "mlstm_layer.ogate_preact.weight",
-               "mlstm_layer.igate_preact.weight", "mlstm_layer.fgate_preact.weight", "mlstm_layer.igate_preact.bias",
-               "mlstm_layer.fgate_preact.bias", "ffn.proj_up_gate.weight", "ffn.proj_up.weight"),
+# The parameters ops.xlstm_large_block_step reads, in its argument order: the maps that are one
+# weight or several by weight mode (q, k, v, o; the gates; their biases; the SwiGLU's up maps), then
+# the norms, the out projection and the down projection.
+_FUSED_STEP_MAPS = {
+    "fused": (("mlstm_layer.qkv_opreact.weight",), ("mlstm_layer.ifgate_preact.weight",),
+              ("mlstm_layer.ifgate_preact.bias",), ("ffn.proj_up_gate_z.weight",)),
+    "single": (("mlstm_layer.q.weight", "mlstm_layer.k.weight", "mlstm_layer.v.weight",
+                "mlstm_layer.ogate_preact.weight"), ("mlstm_layer.igate_preact.weight", "mlstm_layer.fgate_preact.weight"),
+               ("mlstm_layer.igate_preact.bias", "mlstm_layer.fgate_preact.bias"),
+               ("ffn.proj_up_gate.weight", "ffn.proj_up.weight")),
 }
-_FUSED_STEP_WEIGHTS = {mode: names + ("norm_mlstm.weight", "mlstm_layer.multihead_norm.weight",
-                                      "mlstm_layer.out_proj.weight", "norm_ffn.weight", "ffn.proj_down.weight")
-                       for mode, names in _FUSED_STEP_WEIGHTS.items()}
+_FUSED_STEP_TENSORS = ("norm_mlstm.weight", "mlstm_layer.multihead_norm.weight", "mlstm_layer.out_proj.weight",
+                       "norm_ffn.weight", "ffn.proj_down.weight")
 
 
 def parameter(module: nn.Module, name: str) -> torch.Tensor:
@@ -201,10 +201,10 @@ def fused_decode_dtype(config: xLSTMLargeConfig, x: torch.Tensor) -> bool:
                                                                    and not config.norm_reduction_force_float32))
 
 
-def fused_decode_applies(x: torch.Tensor, weights: list[torch.Tensor]) -> bool:
-    """The fused decode ops take x and weights: one dtype, row-major weights, no gradient to record
-    (they have no autograd)."""
-    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
+def fused_decode_applies(x: torch.Tensor, weights: list[torch.Tensor], state: CellState | None = None) -> bool:
+    """The fused decode ops take x, the weights and the cell state: one dtype, row-major weights, no
+    gradient to record through any of them (they have no autograd)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights, *(state or ()))):
         return False
     return all(w.dtype == x.dtype and w.stride(-1) == 1 for w in weights)
 
@@ -288,35 +288,33 @@ class xLSTMLargeBlock(nn.Module):
         model without biases on CPU float32 tensors, with no gradient to record, runs as one op
         (ops.xlstm_large_block_step: the same math, without the ~20 library calls' overhead); so does
         float64 where the norms do not reduce in float32 (norm_reduction_force_float32=False)."""
-        weights = self._fused_step_weights(x) if x.shape[1] == 1 and mask is None else None
+        weights = self._fused_step_weights(x, state) if x.shape[1] == 1 and mask is None else None
         if weights is not None:
-            return self._fused_step(x, state, weights)
+            return self._fused_step(x, state, *weights)
         y, state = self.mlstm_layer(self.norm_mlstm(x), state, mask)
         x = x + y
         return x + self.ffn(self.norm_ffn(x)), state
 
-    def _fused_step_weights(self, x: torch.Tensor) -> list[torch.Tensor] | None:
-        """The weights ops.xlstm_large_block_step reads, in its argument order, where it applies to x."""
+    def _fused_step_weights(self, x: torch.Tensor, state: CellState | None
+                            ) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]] | None:
+        """(the maps, the other tensors) that ops.xlstm_large_block_step reads, as _FUSED_STEP_MAPS and
+        _FUSED_STEP_TENSORS name them, where it applies to x and state; else None."""
         config = self.mlstm_layer.config
         if config.use_bias or not fused_decode_dtype(config, x):
             return None
-        names = _FUSED_STEP_WEIGHTS[config.weight_mode]
-        weights = [parameter(self, name) for name in names]
-        return weights if fused_decode_applies(x, weights) else None
+        maps = [[parameter(self, name) for name in names] for names in _FUSED_STEP_MAPS[config.weight_mode]]
+        tensors = [parameter(self, name) for name in _FUSED_STEP_TENSORS]
+        return (maps, tensors) if fused_decode_applies(x, [w for ws in maps for w in ws] + tensors, state) else None
 
-    def _fused_step(self, x: torch.Tensor, state: CellState | None,
-                    weights: list[torch.Tensor]) -> tuple[torch.Tensor, CellState]:
+    def _fused_step(self, x: torch.Tensor, state: CellState | None, maps: list[list[torch.Tensor]],
+                    tensors: list[torch.Tensor]) -> tuple[torch.Tensor, CellState]:
         config = self.mlstm_layer.config
         B = x.shape[0]
         if state is None:
             NH, DK, DV = config.num_heads, config.qk_head_dim, config.v_head_dim
             state = (x.new_zeros(B, NH, DK, DV), x.new_zeros(B, NH, DK), x.new_zeros(B, NH))
-        lists, start = [], 0  # q, k, v, o; the gates; their biases; the SwiGLU's up maps
-        for count in (4, 2, 2, 2) if config.weight_mode == "single" else (1, 1, 1, 1):
-            lists.append(weights[start:start + count])
-            start += count
-        qkvo, gates, biases, up = lists
-        norm_mlstm, head_norm, out, norm_ffn, down = weights[start:]
+        qkvo, gates, biases, up = maps
+        norm_mlstm, head_norm, out, norm_ffn, down = tensors
         y, state = ops.xlstm_large_block_step(x.view(B, -1), norm_mlstm, qkvo, gates, biases, head_norm, out, norm_ffn,
                                               up, down, state, config.gate_soft_cap, config.norm_eps, config.eps)
         return y.view(B, 1, -1), state
