@@ -1,4 +1,4 @@
-"""xLSTMLarge decode with the fused step ops (ops.xlstm_large_block_step, ops.xlstm_large_head_step)
+"""xLSTMLarge decode with the fused step ops (ops.xlstm_large_block_step, ops.xlstm_large_head)
 and with them switched off (the composed modules), alternating in one process: the bench's own
 models and decode loop (xlstm_cuda/bench/cases_large.py: fused weights, 16 greedy steps after a
 16-token prompt), 7 rounds each, median and best in ms a step. A measurement, not a test; run
@@ -12,13 +12,13 @@ import torch
 from xlstm_cuda.bench.cases_large import DECODE_STEPS, VOCAB, decode_fn, interleaved, make_models
 from xlstm_cuda.models import xlstm_large
 
-FUSED_BLOCK, FUSED_HEAD = xlstm_large.xLSTMLargeBlock._fused_step_weights, xlstm_large.fused_decode_applies
+FUSED_BLOCK, FUSED_HEAD = xlstm_large.xLSTMLargeBlock._fused_step_weights, xlstm_large.fused_inference_applies
 
 
 def use_fused_ops(on: bool) -> None:
     """The two dispatch decisions as they are, or always 'composed'."""
     xlstm_large.xLSTMLargeBlock._fused_step_weights = FUSED_BLOCK if on else (lambda self, x, state: None)
-    xlstm_large.fused_decode_applies = FUSED_HEAD if on else (lambda x, weights, state=None: False)
+    xlstm_large.fused_inference_applies = FUSED_HEAD if on else (lambda x, weights, state=None: False)
 
 
 def main() -> None:

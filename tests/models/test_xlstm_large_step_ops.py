@@ -1,7 +1,8 @@
-"""xLSTM 7B's fused decode-step ops (inference fast paths, CPU only: ops.xlstm_large_block_step,
-ops.xlstm_large_head_step): against a float64 composition of python_ref's cell and torch's maps,
-against xLSTMLarge's composed modules in float32 (both weight modes), where the model takes them,
-the same bits on 1 and 3 threads, torch.compile, and clear errors for bad inputs."""
+"""xLSTM 7B's fused inference ops (CPU only: ops.xlstm_large_block_step, a decode step's block, and
+ops.xlstm_large_head, a step's or a prompt's logits): against a float64 composition of
+python_ref's cell and torch's maps, against xLSTMLarge's composed modules in float32 (both weight
+modes), where the model takes them, the same bits on 1 and 3 threads, torch.compile, and clear
+errors for bad inputs."""
 import copy
 import math
 
@@ -82,16 +83,22 @@ def test_block_step_float32_within_reference_error(case):
         assert rel_err(out, ref) <= max(2 * rel_err(same, ref), 1e-5)
 
 
-def test_head_step_matches_float64_reference():
-    gen = generator("large-head-step")
-    for B, D, V, cap in ((1, 24, 101, 30.0), (4, 33, 7, None)):
-        x, norm, head = randn(gen, B, D, dtype=torch.float64), randn(gen, D, dtype=torch.float64, shift=1.0), \
-            randn(gen, V, D, dtype=torch.float64, scale=3.0)
-        logits = ops.xlstm_large_head_step(x, norm, head, 1e-5, cap)
-        ref = F.linear(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * norm, head)
-        ref = ref if cap is None else cap * torch.tanh(ref / cap)
-        assert logits.shape == (B, V) and rel_err(logits, ref) < 1e-12
-        assert rel_err(ops.xlstm_large_head_step(x.float(), norm.float(), head.float(), 1e-5, cap), ref) < 1e-6
+@pytest.mark.parametrize("rows, D, V, cap", [(1, 24, 101, 30.0), (4, 33, 7, None), (16, 40, 257, 5.0),
+                                           (17, 40, 257, 5.0), (200, 72, 1001, 30.0), (700, 8, 12000, 30.0)],
+                         ids=["decode-1", "decode-4-no-cap", "decode-16", "gemm-17", "prompt-200", "huge-pages"])
+def test_head_matches_float64_reference(rows, D, V, cap):
+    """Both paths of the head: up to 16 rows streamed (skinny_linear), more as a GEMM; the last case's
+    logits (34 MB in float32) are large enough to be allocated on huge pages."""
+    gen = generator("large-head", rows, D, V)
+    x, norm, head = randn(gen, rows, D, dtype=torch.float64), randn(gen, D, dtype=torch.float64, shift=1.0), \
+        randn(gen, V, D, dtype=torch.float64, scale=3.0)
+    ref = F.linear(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * norm, head)
+    ref = ref if cap is None else cap * torch.tanh(ref / cap)
+    if rows * V * 8 < 64 << 20:
+        logits = ops.xlstm_large_head(x, norm, head, 1e-5, cap)
+        assert logits.shape == (rows, V) and rel_err(logits, ref) < 1e-12
+    logits32 = ops.xlstm_large_head(x.float(), norm.float(), head.float(), 1e-5, cap)
+    assert logits32.dtype == torch.float32 and logits32.shape == (rows, V) and rel_err(logits32, ref) < 1e-6
 
 
 def random_model(weight_mode, dtype=torch.float32, **changes):
@@ -108,21 +115,24 @@ def random_model(weight_mode, dtype=torch.float32, **changes):
 
 @pytest.mark.parametrize("weight_mode", ["single", "fused"])
 @pytest.mark.parametrize("caps", [dict(), dict(gate_soft_cap=None, output_logit_soft_cap=None)], ids=["caps", "no-caps"])
-def test_decode_steps_match_composed_modules(weight_mode, caps, monkeypatch):
-    """Steps after a prompt under no_grad (the fused ops, float32) against the same steps with
-    autograd on (the composed modules) in float64: logits and every state within the spec's float32
-    bound (1e-5) or 2x the composed modules' own float32 error, whichever is larger (their errors
-    are of one size: the fused n erred 2.5e-6 where the composed one erred 1.2e-6)."""
+def test_prompt_and_decode_steps_match_composed_modules(weight_mode, caps, monkeypatch):
+    """A prompt's logits (the head op's GEMM path: 24 rows) and the steps after it under no_grad
+    (the fused ops, float32) against the same with autograd on (the composed modules) in float64:
+    logits and every state within the spec's float32 bound (1e-5) or 2x the composed modules' own
+    float32 error, whichever is larger (their errors are of one size: the fused n erred 2.5e-6
+    where the composed one erred 1.2e-6)."""
     model = random_model(weight_mode, norm_reduction_force_float32=False, **caps)
     model64 = copy.deepcopy(model).double()
     calls = []
-    block_step, head_step = ops.xlstm_large_block_step, ops.xlstm_large_head_step
+    block_step, head = ops.xlstm_large_block_step, ops.xlstm_large_head
     monkeypatch.setattr(ops, "xlstm_large_block_step", lambda *a, **k: calls.append("block") or block_step(*a, **k))
-    monkeypatch.setattr(ops, "xlstm_large_head_step", lambda *a, **k: calls.append("head") or head_step(*a, **k))
+    monkeypatch.setattr(ops, "xlstm_large_head", lambda *a, **k: calls.append("head") or head(*a, **k))
     x = torch.randint(0, 101, (3, 12), generator=generator("large-step-ids", weight_mode))
     with torch.no_grad():
-        _, fused_state = model(x[:, :8])
-        _, state64 = model64(x[:, :8])
+        fused, fused_state = model(x[:, :8])
+    composed, _ = model(x[:, :8])
+    ref, state64 = model64(x[:, :8])
+    assert rel_err(fused, ref) <= max(2 * rel_err(composed, ref), 1e-5)
     composed_state = fused_state
     for t in range(8, 12):
         token = x[:, t:t + 1]
@@ -134,28 +144,31 @@ def test_decode_steps_match_composed_modules(weight_mode, caps, monkeypatch):
         for cells, composed_cells, ref_cells in zip(fused_state.cells, composed_state.cells, state64.cells):
             for s, c, r in zip(cells, composed_cells, ref_cells):
                 assert rel_err(s, r) <= max(2 * rel_err(c, r), 1e-5)
-    assert calls == ["block", "block", "head"] * 4
+    assert calls == ["head"] + ["block", "block", "head"] * 4
 
 
 def test_model_takes_fused_ops_only_where_they_apply(monkeypatch):
-    calls = []
-    block_step = ops.xlstm_large_block_step
+    calls, heads = [], []
+    block_step, head = ops.xlstm_large_block_step, ops.xlstm_large_head
     monkeypatch.setattr(ops, "xlstm_large_block_step", lambda *a, **k: calls.append(1) or block_step(*a, **k))
+    monkeypatch.setattr(ops, "xlstm_large_head", lambda *a, **k: heads.append(a[0].shape[0]) or head(*a, **k))
     token = torch.tensor([[5], [7]])
     with torch.no_grad():
         random_model("fused")(token)  # no state: the zero state
-        assert len(calls) == 2
-        random_model("fused")(torch.tensor([[5, 6]]))  # a prompt: the chunkwise op
-        random_model("fused", use_bias=True)(token)  # biases: not in the op
+        assert len(calls) == 2 and heads == [2]
+        random_model("fused")(torch.tensor([[5, 6]]))  # a prompt: the chunkwise op, then the head's rows
+        assert heads == [2, 2]
+        random_model("fused", use_bias=True)(token)  # biases (the norms' too): not in the ops
         random_model("fused").bfloat16()(token)
         random_model("fused", dtype=torch.float64)(token)  # the norms would reduce in float32
+        assert heads == [2, 2]
         random_model("fused")(token, attention_mask=torch.tensor([[1], [0]]))
         assert len(calls) == 2
         random_model("fused", dtype=torch.float64, norm_reduction_force_float32=False)(token)
         assert len(calls) == 4
     model = random_model("single")
     logits, _ = model(token)  # autograd records: the composed modules
-    assert len(calls) == 4 and logits.requires_grad
+    assert len(calls) == 4 and len(heads) == 4 and logits.requires_grad
     model.requires_grad_(False)
     model(token)  # grad mode, but nothing needs a gradient
     assert len(calls) == 6
@@ -194,7 +207,7 @@ def test_bitwise_equal_across_thread_counts():
         for count in (1, 3):
             torch.set_num_threads(count)
             y, state = ops.xlstm_large_block_step(*args, **kwargs)
-            results.append([y, *state, ops.xlstm_large_head_step(*head, 1e-6, 30.0)])
+            results.append([y, *state, ops.xlstm_large_head(*head, 1e-6, 30.0)])
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(*results))
@@ -205,7 +218,7 @@ def test_compiles_fullgraph():
 
     def step(*a):
         y, state = ops.xlstm_large_block_step(*a, **kwargs)
-        return ops.xlstm_large_head_step(y, a[1], a[6].t().contiguous(), 1e-6, 30.0) * 2, state
+        return ops.xlstm_large_head(y, a[1], a[6].t().contiguous(), 1e-6, 30.0) * 2, state
 
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
     for got, want in zip(compiled(*args), step(*args)):
@@ -214,7 +227,7 @@ def test_compiles_fullgraph():
     torch.library.opcheck(torch.ops.xlstm_cuda.xlstm_large_block_step.default,
                           (x, norm_mlstm, qkvo, gates, biases, head_norm, out, norm_ffn, up, down, *state,
                            kwargs["gate_soft_cap"], kwargs["norm_eps"], kwargs["eps"]))
-    torch.library.opcheck(torch.ops.xlstm_cuda.xlstm_large_head_step.default,
+    torch.library.opcheck(torch.ops.xlstm_cuda.xlstm_large_head.default,
                           (x, norm_mlstm, out.t().contiguous(), 1e-6, 30.0))
 
 
@@ -263,8 +276,8 @@ def test_block_step_bad_inputs_raise_clear_errors(case):
     (dict(head_weight=torch.ones(8, 5).t()), "head_weight must be row-major"),
     (dict(logit_soft_cap=0.0), "logit_soft_cap must be positive"),
 ], ids=["dtype", "norm", "shape", "layout", "cap"])
-def test_head_step_bad_inputs_raise_clear_errors(override, message):
+def test_head_bad_inputs_raise_clear_errors(override, message):
     call = dict(x=torch.ones(2, 8), norm_weight=torch.ones(8), head_weight=torch.ones(5, 8), norm_eps=1e-6,
                 logit_soft_cap=30.0)
-    with pytest.raises(RuntimeError, match=rf"^xlstm_large_head_step: .*{message}"):
-        ops.xlstm_large_head_step(**dict(call, **override))
+    with pytest.raises(RuntimeError, match=rf"^xlstm_large_head: .*{message}"):
+        ops.xlstm_large_head(**dict(call, **override))

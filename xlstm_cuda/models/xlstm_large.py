@@ -194,15 +194,15 @@ def parameter(module: nn.Module, name: str) -> torch.Tensor:
     return module._parameters[last]
 
 
-def fused_decode_dtype(config: xLSTMLargeConfig, x: torch.Tensor) -> bool:
-    """Whether the fused decode ops (ops.xlstm_large_block_step, ops.xlstm_large_head_step) compute
+def fused_inference_dtype(config: xLSTMLargeConfig, x: torch.Tensor) -> bool:
+    """Whether the fused inference ops (ops.xlstm_large_block_step, ops.xlstm_large_head) compute
     for x what the modules compute: CPU float32, or float64 where the norms do not reduce in float32."""
     return x.device.type == "cpu" and (x.dtype == torch.float32 or (x.dtype == torch.float64
                                                                    and not config.norm_reduction_force_float32))
 
 
-def fused_decode_applies(x: torch.Tensor, weights: list[torch.Tensor], state: CellState | None = None) -> bool:
-    """The fused decode ops take x, the weights and the cell state: one dtype, row-major weights, no
+def fused_inference_applies(x: torch.Tensor, weights: list[torch.Tensor], state: CellState | None = None) -> bool:
+    """The fused inference ops take x, the weights and the cell state: one dtype, row-major weights, no
     gradient to record through any of them (they have no autograd)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights, *(state or ()))):
         return False
@@ -300,11 +300,11 @@ class xLSTMLargeBlock(nn.Module):
         """(the maps, the other tensors) that ops.xlstm_large_block_step reads, as _FUSED_STEP_MAPS and
         _FUSED_STEP_TENSORS name them, where it applies to x and state; else None."""
         config = self.mlstm_layer.config
-        if config.use_bias or not fused_decode_dtype(config, x):
+        if config.use_bias or not fused_inference_dtype(config, x):
             return None
         maps = [[parameter(self, name) for name in names] for names in _FUSED_STEP_MAPS[config.weight_mode]]
         tensors = [parameter(self, name) for name in _FUSED_STEP_TENSORS]
-        return (maps, tensors) if fused_decode_applies(x, [w for ws in maps for w in ws] + tensors, state) else None
+        return (maps, tensors) if fused_inference_applies(x, [w for ws in maps for w in ws] + tensors, state) else None
 
     def _fused_step(self, x: torch.Tensor, state: CellState | None, maps: list[list[torch.Tensor]],
                     tensors: list[torch.Tensor]) -> tuple[torch.Tensor, CellState]:
@@ -429,14 +429,16 @@ class xLSTMLarge(nn.Module):
         return (logits[0] if len(logits) == 1 else torch.cat(logits, dim=1)), xLSTMLargeState(cells)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """float32 soft-capped logits of the last block's output x (B, S, D); one token without
-        gradients on the CPU as one op (ops.xlstm_large_head_step)."""
+        """float32 soft-capped logits of the last block's output x (B, S, D); without gradients on
+        the CPU one op (ops.xlstm_large_head: a decode step's head streamed once, a prompt's as one
+        GEMM capped in place)."""
         config, norm = self.config, self.backbone.out_norm
-        if (x.shape[1] == 1 and isinstance(norm, RMSNorm) and norm.bias is None and norm.weight is not None
-                and fused_decode_dtype(config, x) and fused_decode_applies(x, [norm.weight, self.lm_head.weight])):
-            B = x.shape[0]
-            return ops.xlstm_large_head_step(x.view(B, -1), norm.weight, self.lm_head.weight, config.norm_eps,
-                                             config.output_logit_soft_cap).view(B, 1, -1).float()
+        if (isinstance(norm, RMSNorm) and norm.bias is None and norm.weight is not None
+                and fused_inference_dtype(config, x)
+                and fused_inference_applies(x, [norm.weight, self.lm_head.weight])):
+            B, S, D = x.shape
+            return ops.xlstm_large_head(x.reshape(B * S, D), norm.weight, self.lm_head.weight, config.norm_eps,
+                                        config.output_logit_soft_cap).view(B, S, -1).float()
         chunk = self.lm_head(norm(x)).float()
         cap = soft_cap_ if not (torch.is_grad_enabled() and chunk.requires_grad) else soft_cap
         return cap(chunk, config.output_logit_soft_cap)

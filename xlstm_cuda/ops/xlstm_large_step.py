@@ -1,7 +1,8 @@
-"""xLSTM 7B's (xLSTMLarge's) decode step as two fused ops, CPU only (csrc/ops/xlstm_large_step):
-xlstm_large_block_step, one token through a whole block, and xlstm_large_head_step, the output norm,
-the LM head and the logits' soft cap. Inference fast paths without autograd: xLSTMLarge's decode
-steps take them on CPU tensors when no gradient is needed (see xLSTMLargeBlock.forward)."""
+"""xLSTM 7B's (xLSTMLarge's) inference as two fused ops, CPU only (csrc/ops/xlstm_large_step):
+xlstm_large_block_step, one token through a whole block, and xlstm_large_head, the output norm, the
+LM head and the logits' soft cap of a decode step or a prompt. Fast paths without autograd:
+xLSTMLarge takes them on CPU tensors when no gradient is needed (see xLSTMLargeBlock.forward and
+xLSTMLarge._logits)."""
 from __future__ import annotations
 
 import torch
@@ -47,16 +48,18 @@ def xlstm_large_block_step(op, x: torch.Tensor, norm_mlstm_weight: torch.Tensor,
 
 
 def _head_fake(x, norm_weight, head_weight, norm_eps, logit_soft_cap):
-    check_one_device("xlstm_large_head_step", x, norm_weight, head_weight)
+    check_one_device("xlstm_large_head", x, norm_weight, head_weight)
     return x.new_empty(x.shape[0], head_weight.shape[0])
 
 
-@kernel_op("xlstm_large_head_step", fake=_head_fake, registry=INFERENCE_OP_SPECS)
-def xlstm_large_head_step(op, x: torch.Tensor, norm_weight: torch.Tensor, head_weight: torch.Tensor,
-                          norm_eps: float = 1e-6, logit_soft_cap: float | None = 30.0) -> torch.Tensor:
-    """The logits of one token per batch row after xLSTM 7B's last block: cap · tanh(z / cap) for
-    z = RMSNorm(x) head_weightᵀ. x (B, D); norm_weight (D), the output norm's scale; head_weight
-    (vocab_size, D), row-major; every tensor in x's dtype, float32 or float64, on the CPU (no CUDA
-    kernel). norm_eps: the norm's eps; logit_soft_cap: None leaves the logits uncapped. No autograd.
-    Returns (B, vocab_size)."""
+@kernel_op("xlstm_large_head", fake=_head_fake, registry=INFERENCE_OP_SPECS)
+def xlstm_large_head(op, x: torch.Tensor, norm_weight: torch.Tensor, head_weight: torch.Tensor,
+                     norm_eps: float = 1e-6, logit_soft_cap: float | None = 30.0) -> torch.Tensor:
+    """xLSTM 7B's logits after the last block, cap · tanh(z / cap) for z = RMSNorm(x) head_weightᵀ,
+    for rows of x: one token per batch row in a decode step (the head streamed once, as
+    skinny_linear does, up to 16 rows) or a prompt's positions (a GEMM; the logits capped in place
+    on all threads and, when large, allocated on transparent huge pages). x (rows, D); norm_weight
+    (D), the output norm's scale; head_weight (vocab_size, D), row-major; every tensor in x's dtype,
+    float32 or float64, on the CPU (no CUDA kernel). norm_eps: the norm's eps; logit_soft_cap: None
+    leaves the logits uncapped. No autograd. Returns (rows, vocab_size)."""
     return op(x, norm_weight, head_weight, float(norm_eps), None if logit_soft_cap is None else float(logit_soft_cap))

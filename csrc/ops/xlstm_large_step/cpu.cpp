@@ -1,7 +1,8 @@
-// xlstm_large_block_step and xlstm_large_head_step on the CPU: the checks, then the stages in order
+// xlstm_large_block_step and xlstm_large_head on the CPU: the checks, then the stages in order
 // over all batch rows: each product one pass over its weights split over the threads
-// (skinny_linear), the cell parallel over (batch, head) rows once its state is large, the
-// elementwise rows on the caller's thread (a few thousand features; the logits' cap over threads).
+// (skinny_linear; a prompt's head a GEMM), the cell parallel over (batch, head) rows once its state
+// is large, the elementwise rows on the caller's thread (a few thousand features; the logits' norm
+// and cap over threads).
 #include "cpu/vector_math.h"  // first: before anything declares the math functions
 
 #include <ATen/ATen.h>
@@ -15,6 +16,7 @@
 #include "common/checks.h"
 #include "common/op_types.h"
 #include "common/registration.h"
+#include "cpu/huge_pages.h"
 #include "ops/skinny_linear/parallel.h"
 #include "ops/xlstm_large_step/math.h"
 
@@ -22,7 +24,9 @@ namespace xlstm {
 namespace {
 
 constexpr const char* kOp = "xlstm_large_block_step";
-constexpr const char* kHeadOp = "xlstm_large_head_step";
+constexpr const char* kHeadOp = "xlstm_large_head";
+// Up to this many rows skinny_linear beats the BLAS GEMM (components/linear.py, SKINNY_MAX_ROWS).
+constexpr int64_t kSkinnyMaxRows = 16;
 
 // The steps' leading input x (B, D): a CPU tensor, float32 or float64 (the dtype of the rest).
 void check_x(const Tensor& x, const char* op) {
@@ -218,12 +222,12 @@ Tensors4 xlstm_large_block_step_cpu(const Tensor& x_in, const Tensor& norm_mlstm
   return {y, C_new, n_new, m_new};
 }
 
-Tensor xlstm_large_head_step_cpu(const Tensor& x_in, const Tensor& norm_weight, const Tensor& head_weight,
-                                 double norm_eps, std::optional<double> logit_soft_cap) {
+Tensor xlstm_large_head_cpu(const Tensor& x_in, const Tensor& norm_weight, const Tensor& head_weight, double norm_eps,
+                            std::optional<double> logit_soft_cap) {
   const char* op = kHeadOp;
   check_x(x_in, op);
   const at::ScalarType dt = x_in.scalar_type();
-  const int64_t B = x_in.size(0), D = x_in.size(1);
+  const int64_t rows = x_in.size(0), D = x_in.size(1);
   check_constant(norm_eps, op, "norm_eps");
   check_cap(logit_soft_cap, op, "logit_soft_cap");
   check_tensor(norm_weight, op, "norm_weight", {D}, dt, x_in.device(), "[D], x's dtype");
@@ -231,16 +235,22 @@ Tensor xlstm_large_head_step_cpu(const Tensor& x_in, const Tensor& norm_weight, 
   const int64_t V = head_weight.size(0);
   check_weight(head_weight, op, "head_weight", V, D, x_in, "[vocab_size, D], x's dtype");
   const Tensor x = x_in.contiguous(), norm = norm_weight.contiguous();
-  Tensor logits = at::empty({B, V}, x.options()), normed = at::empty({B, D}, x.options());
+  Tensor logits = empty_cpu_large_output({rows, V}, x.options()), normed = at::empty({rows, D}, x.options());
   AT_DISPATCH_FLOATING_TYPES(dt, kHeadOp, [&] {
     using T = scalar_t;
-    for (int64_t b = 0; b < B; ++b)
-      xlstm_large_block::rms_norm_row(x.data_ptr<T>() + b * D, norm.data_ptr<T>(), D, T(norm_eps),
-                                      normed.data_ptr<T>() + b * D);
-    run_product(product<T>({head_weight}, {}, normed.data_ptr<T>(), D, B, logits.data_ptr<T>(), V));
+    at::parallel_for(0, rows, std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(D, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        xlstm_large_block::rms_norm_row(x.data_ptr<T>() + r * D, norm.data_ptr<T>(), D, T(norm_eps),
+                                        normed.data_ptr<T>() + r * D);
+    });
+    // A decode step's few rows stream the head once (skinny_linear); a prompt's are a GEMM.
+    if (rows <= kSkinnyMaxRows)
+      run_product(product<T>({head_weight}, {}, normed.data_ptr<T>(), D, rows, logits.data_ptr<T>(), V));
+    else
+      at::mm_out(logits, normed, head_weight.t());
     const T cap = logit_soft_cap.has_value() ? T(*logit_soft_cap) : T(0);
     T* out = logits.data_ptr<T>();
-    at::parallel_for(0, B * V, 1 << 14, [&](int64_t j0, int64_t j1) {
+    at::parallel_for(0, rows * V, 1 << 14, [&](int64_t j0, int64_t j1) {
       xlstm_large_block::soft_cap_row(out + j0, j1 - j0, cap);
     });
   });
@@ -251,5 +261,5 @@ Tensor xlstm_large_head_step_cpu(const Tensor& x_in, const Tensor& norm_weight, 
 
 XLSTM_CPU_KERNELS(m) {
   m.impl("xlstm_large_block_step", &xlstm::xlstm_large_block_step_cpu);
-  m.impl("xlstm_large_head_step", &xlstm::xlstm_large_head_step_cpu);
+  m.impl("xlstm_large_head", &xlstm::xlstm_large_head_cpu);
 }

@@ -1,4 +1,5 @@
-// The xLSTM 7B decode-step ops' schemas (inference only: no backward); cpu.cpp registers the kernels.
+// The xLSTM 7B inference ops' schemas (a decode step's block; the head over any rows), no backward;
+// cpu.cpp registers the kernels.
 #include "common/registration.h"
 
 XLSTM_OP_SCHEMAS(m) {
@@ -7,6 +8,6 @@ XLSTM_OP_SCHEMAS(m) {
       "Tensor[] gate_biases, Tensor multihead_norm_weight, Tensor out_weight, Tensor norm_ffn_weight, "
       "Tensor[] up_weights, Tensor down_weight, Tensor C, Tensor n, Tensor m, float? gate_soft_cap, float norm_eps, "
       "float eps) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("xlstm_large_head_step(Tensor x, Tensor norm_weight, Tensor head_weight, float norm_eps, float? logit_soft_cap) "
+  m.def("xlstm_large_head(Tensor x, Tensor norm_weight, Tensor head_weight, float norm_eps, float? logit_soft_cap) "
         "-> Tensor");
 }
