@@ -30,12 +30,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--prefill", action="store_true", help="time the prefill (B = 1) instead of decode steps")
     args = parser.parse_args()
+    prompts = {s["embedding_dim"]: s["prompt"] for s in SHAPES.values()}
+    if args.prefill and args.embedding not in prompts:
+        parser.error(f"--prefill times the bench's shapes: --embedding must be one of {sorted(prompts)}")
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     with torch.inference_mode():
         model = make_models(args.embedding, VOCAB, device)["xlstm_cuda"]
         if args.prefill:
-            prompt = next(s["prompt"] for s in SHAPES.values() if s["embedding_dim"] == args.embedding)
+            prompt = prompts[args.embedding]
             ids = torch.randint(0, VOCAB, (1, prompt), generator=torch.Generator().manual_seed(0))
             run, unit, what = prefill_fn("xlstm_cuda", model, ids), 1, f"prefill of {prompt} tokens"
         else:
